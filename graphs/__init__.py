@@ -1,0 +1,21 @@
+"""graphs: turn feature maps and point clouds into PyG graphs, and inspect them.
+
+This package builds graphs and knows nothing of layers; :mod:`graphattn` builds
+on it.
+"""
+from .feature_map import (batch_to_feature_map, feature_map_to_batch, feature_map_to_nodes,
+                          nodes_to_feature_map)
+from .grid import grid_edge_count, grid_graph, grid_stencil
+from .neighbors import available_engines, nearest_neighbors
+from .networkx import align_edge_values, from_networkx, receptive_field, to_networkx
+from .point_cloud import point_cloud_to_data
+from .point_graphs import knn_graph, neighbors_to_edge_index, radius_graph
+
+__all__ = [
+    'grid_graph', 'grid_stencil', 'grid_edge_count',
+    'feature_map_to_batch', 'batch_to_feature_map', 'feature_map_to_nodes',
+    'nodes_to_feature_map',
+    'knn_graph', 'radius_graph', 'nearest_neighbors', 'neighbors_to_edge_index',
+    'available_engines', 'point_cloud_to_data',
+    'to_networkx', 'from_networkx', 'align_edge_values', 'receptive_field',
+]

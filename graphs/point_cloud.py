@@ -1,0 +1,106 @@
+"""Point clouds to PyG graphs (kNN or radius neighbourhoods)."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+from .neighbors import nearest_neighbors
+from .point_graphs import neighbors_to_edge_index
+from .validation import (check_batch, check_flow, check_points, check_positive_float,
+                         check_positive_int)
+
+__all__ = ['point_cloud_to_data']
+
+
+def _check_features(x: Optional[Tensor], num_nodes: int) -> Optional[Tensor]:
+    if x is None:
+        return None
+    if not isinstance(x, Tensor):
+        raise TypeError(f"'x' must be a torch.Tensor of shape (N, C) or None "
+                        f"(got {type(x).__name__})")
+    if x.dim() == 1:
+        x = x.view(-1, 1)
+    if x.dim() != 2 or x.size(0) != num_nodes:
+        raise ValueError(f"'x' must have shape ({num_nodes}, C), one row per point "
+                         f"(got shape {tuple(x.shape)})")
+    return x
+
+
+def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[int] = None,
+                        r: Optional[float] = None, batch: Optional[Tensor] = None,
+                        loop: bool = False, max_num_neighbors: int = 32,
+                        flow: str = 'source_to_target',
+                        engine: str = 'auto') -> Union[Data, Batch]:
+    r"""A point cloud (or a batch of clouds) as a graph of its neighbourhoods.
+
+    Exactly one of ``k`` (k nearest neighbours, see :func:`graphs.knn_graph`) or
+    ``r`` (neighbours closer than ``r``, at most ``max_num_neighbors``, see
+    :func:`graphs.radius_graph`) must be given. Edges never cross clouds.
+
+    Args:
+        pos (Tensor): Point coordinates, shape ``(N, D)`` (any ``D >= 1``).
+        x (Tensor, optional): Point features, shape ``(N, C)``.
+        k (int, optional): Number of nearest neighbours.
+        r (float, optional): Neighbourhood radius.
+        batch (LongTensor, optional): Sorted cloud index of every point. Clouds
+            with no points (indices skipped in ``batch``) become empty graphs.
+        loop (bool, optional): Link every point to itself. (default: :obj:`False`)
+        max_num_neighbors (int, optional): Cap for radius graphs. (default: :obj:`32`)
+        flow (str, optional): Edge direction, as in :func:`graphs.knn_graph`.
+        engine (str, optional): Search engine (see :mod:`graphs.neighbors`).
+
+    Returns:
+        :class:`~torch_geometric.data.Data` (no ``batch``) or
+        :class:`~torch_geometric.data.Batch` (with ``batch``), holding ``pos``,
+        ``x`` (if given), ``edge_index`` and ``edge_attr = pos[src] - pos[dst]``
+        (the offset of the message's source from its target), shape (E, D).
+    """
+    pos = check_points('pos', pos)
+    x = _check_features(x, pos.size(0))
+    batch = check_batch(batch, pos.size(0))
+    check_flow(flow)
+    if (k is None) == (r is None):
+        raise ValueError("give exactly one of 'k' (kNN graph) or 'r' (radius graph)")
+    if k is not None:
+        check_positive_int('k', k)
+        index, _ = nearest_neighbors(pos, k, batch, loop=loop, engine=engine)
+    else:
+        r = check_positive_float('r', r)
+        check_positive_int('max_num_neighbors', max_num_neighbors)
+        index, _ = nearest_neighbors(pos, max_num_neighbors, batch, loop=loop, r=r,
+                                     engine=engine)
+    edge_index = neighbors_to_edge_index(index, flow)
+    edge_attr = pos[edge_index[0]] - pos[edge_index[1]]
+    if batch is None:
+        data = Data(pos=pos, edge_index=edge_index, edge_attr=edge_attr, num_nodes=pos.size(0))
+        if x is not None:
+            data.x = x
+        return data
+    return _split_into_batch(pos, x, edge_index, edge_attr, batch)
+
+
+def _split_into_batch(pos: Tensor, x: Optional[Tensor], edge_index: Tensor,
+                      edge_attr: Tensor, batch: Tensor) -> Batch:
+    """Cut the batch-wide graph into one Data per cloud and collate them.
+
+    Collating through :meth:`Batch.from_data_list` keeps the result a real PyG
+    batch (``to_data_list``, ``get_example`` and loaders work on it).
+    """
+    num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+    node_ptr = torch.cat([batch.new_zeros(1),
+                          torch.bincount(batch, minlength=num_graphs).cumsum(0)]).tolist()
+    # Edges are ordered by centre node, so each cloud's edges are contiguous.
+    edge_counts = torch.bincount(batch[edge_index[0]], minlength=num_graphs)
+    edge_ptr = torch.cat([edge_counts.new_zeros(1), edge_counts.cumsum(0)]).tolist()
+    data_list = []
+    for g in range(num_graphs):
+        n0, n1, e0, e1 = node_ptr[g], node_ptr[g + 1], edge_ptr[g], edge_ptr[g + 1]
+        data = Data(pos=pos[n0:n1], edge_index=edge_index[:, e0:e1] - n0,
+                    edge_attr=edge_attr[e0:e1], num_nodes=n1 - n0)
+        if x is not None:
+            data.x = x[n0:n1]
+        data_list.append(data)
+    return Batch.from_data_list(data_list)

@@ -1,0 +1,119 @@
+"""kNN and radius graphs with PyG's signatures, without compiled extensions.
+
+``graphs.knn_graph`` and ``graphs.radius_graph`` take the same arguments and
+return the same edges as :func:`torch_geometric.nn.knn_graph` and
+:func:`torch_geometric.nn.radius_graph`, so that code can swap the import and
+drop the pyg-lib / torch-cluster requirement. They use torch-cluster when it is
+installed (see :mod:`graphs.neighbors` for the engines).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .neighbors import nearest_neighbors
+from .validation import (check_batch, check_flow, check_points, check_positive_float,
+                         check_positive_int)
+
+__all__ = ['knn_graph', 'radius_graph', 'neighbors_to_edge_index']
+
+
+def neighbors_to_edge_index(index: Tensor, flow: str = 'source_to_target') -> Tensor:
+    """Turn an ``(N, k)`` neighbour table (``-1`` = none) into an edge index.
+
+    Edges are ordered by centre node, then by the table's column (distance).
+    With ``flow='source_to_target'`` row 0 holds the neighbours and row 1 the
+    centres (messages flow from neighbours to centres); the other flow swaps them.
+    """
+    n, k = index.shape
+    centre = torch.arange(n, device=index.device).view(-1, 1).expand(n, k)
+    valid = index >= 0
+    neighbour, centre = index[valid], centre[valid]
+    if flow == 'source_to_target':
+        return torch.stack([neighbour, centre], dim=0)
+    return torch.stack([centre, neighbour], dim=0)
+
+
+def _prepare(x: Tensor, batch: Optional[Tensor], cosine: bool = False):
+    x = check_points('x', x)
+    batch = check_batch(batch, x.size(0))
+    if batch is not None and batch.device != x.device:
+        raise ValueError(f"'batch' is on {batch.device} but 'x' is on {x.device}")
+    if cosine:
+        x = torch.nn.functional.normalize(x, dim=-1)
+    return x, batch
+
+
+def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = False,
+              flow: str = 'source_to_target', cosine: bool = False,
+              num_workers: int = 1, batch_size: Optional[int] = None, *,
+              engine: str = 'auto') -> Tensor:
+    r"""The k-nearest-neighbour graph of a point set (or a batch of sets).
+
+    Each point is linked to its ``k`` nearest points of the same cloud. A cloud
+    with ``n <= k`` points gives each of its points all ``n - 1`` others (``n``
+    with ``loop=True``): no edge ever crosses clouds and no neighbour is
+    invented. With ``loop=True`` every point is its own neighbour (counted in
+    ``k``); duplicates of a point are ordinary neighbours at distance 0.
+
+    Args:
+        x (Tensor): Node positions or features, shape ``(N, D)``.
+        k (int): Number of neighbours.
+        batch (LongTensor, optional): Sorted graph index of every node, ``(N,)``.
+        loop (bool, optional): Include self-loops. (default: :obj:`False`)
+        flow (str, optional): ``'source_to_target'`` (row 0 = neighbours,
+            row 1 = centres) or ``'target_to_source'``. (default:
+            :obj:`'source_to_target'`)
+        cosine (bool, optional): Rank neighbours by cosine distance instead of
+            Euclidean distance. (default: :obj:`False`)
+        num_workers (int, optional): Accepted for PyG compatibility; the scipy
+            engine always uses every core.
+        batch_size (int, optional): Accepted for PyG compatibility.
+        engine (str, optional): ``'auto'``, ``'scipy'``, ``'torch'`` or
+            ``'extension'`` (see :mod:`graphs.neighbors`). (default: :obj:`'auto'`)
+
+    Returns:
+        LongTensor of shape ``(2, E)``, ordered by centre node and, per centre,
+        by increasing distance.
+    """
+    check_positive_int('k', k)
+    check_flow(flow)
+    x, batch = _prepare(x, batch, cosine)
+    index, _ = nearest_neighbors(x, k, batch, loop=loop, engine=engine)
+    return neighbors_to_edge_index(index, flow)
+
+
+def radius_graph(x: Tensor, r: float, batch: Optional[Tensor] = None, loop: bool = False,
+                 max_num_neighbors: int = 32, flow: str = 'source_to_target',
+                 num_workers: int = 1, batch_size: Optional[int] = None, *,
+                 engine: str = 'auto') -> Tensor:
+    r"""The graph linking every point to the points of its cloud closer than ``r``.
+
+    Where more than ``max_num_neighbors`` points qualify, the closest ones are
+    kept (deterministic, unlike torch-cluster's CPU kernel, which keeps the
+    first ones it finds). Self-loops (``loop=True``) count towards the cap.
+
+    Args:
+        x (Tensor): Node positions, shape ``(N, D)``.
+        r (float): Radius; neighbours satisfy ``dist < r``.
+        batch (LongTensor, optional): Sorted graph index of every node, ``(N,)``.
+        loop (bool, optional): Include self-loops. (default: :obj:`False`)
+        max_num_neighbors (int, optional): Most neighbours per node.
+            (default: :obj:`32`)
+        flow (str, optional): As in :func:`knn_graph`.
+        num_workers (int, optional): Accepted for PyG compatibility.
+        batch_size (int, optional): Accepted for PyG compatibility.
+        engine (str, optional): As in :func:`knn_graph`.
+
+    Returns:
+        LongTensor of shape ``(2, E)``, ordered by centre node and, per centre,
+        by increasing distance.
+    """
+    r = check_positive_float('r', r)
+    check_positive_int('max_num_neighbors', max_num_neighbors)
+    check_flow(flow)
+    x, batch = _prepare(x, batch)
+    index, _ = nearest_neighbors(x, max_num_neighbors, batch, loop=loop, r=r, engine=engine)
+    return neighbors_to_edge_index(index, flow)

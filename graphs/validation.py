@@ -1,0 +1,74 @@
+"""Argument checks shared by the graph builders.
+
+Every public builder validates its inputs up front so that a wrong shape or
+dtype is reported with the argument's name and the expected form, instead of
+failing deep inside PyTorch or returning a silently wrong graph.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"'{name}' must be an int (got {type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"'{name}' must be >= {minimum} (got {value})")
+    return value
+
+
+def check_positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"'{name}' must be a number (got {type(value).__name__})")
+    value = float(value)
+    if not value > 0 or value != value or value == float('inf'):
+        raise ValueError(f"'{name}' must be a finite number > 0 (got {value})")
+    return value
+
+
+def check_points(name: str, pos) -> Tensor:
+    """``pos`` must be a finite floating (N, D) tensor (a 1-D tensor is read as D = 1)."""
+    if not isinstance(pos, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor of shape (N, D) "
+                        f"(got {type(pos).__name__})")
+    if pos.dim() == 1:
+        pos = pos.view(-1, 1)
+    if pos.dim() != 2:
+        raise ValueError(f"'{name}' must have shape (N, D) (got shape {tuple(pos.shape)})")
+    if not pos.is_floating_point():
+        raise TypeError(f"'{name}' must be a floating-point tensor (got {pos.dtype})")
+    if pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
+        raise ValueError(f"'{name}' contains NaN or infinite values")
+    return pos
+
+
+def check_batch(batch: Optional[Tensor], num_nodes: int, *,
+                name: str = 'batch') -> Optional[Tensor]:
+    """``batch`` must be None or a sorted, non-negative integer vector of length N."""
+    if batch is None:
+        return None
+    if not isinstance(batch, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor of shape (N,) or None "
+                        f"(got {type(batch).__name__})")
+    if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+        raise TypeError(f"'{name}' must be an integer tensor (got {batch.dtype})")
+    if batch.dim() != 1 or batch.numel() != num_nodes:
+        raise ValueError(f"'{name}' must have shape ({num_nodes},), one graph index per "
+                         f"node (got shape {tuple(batch.shape)})")
+    if batch.numel() > 0:
+        if int(batch.min()) < 0:
+            raise ValueError(f"'{name}' must hold non-negative graph indices")
+        if batch.numel() > 1 and not bool((batch[1:] >= batch[:-1]).all()):
+            raise ValueError(f"'{name}' must be sorted (nodes of one graph contiguous, "
+                             f"as in a PyG Batch)")
+    return batch.long()
+
+
+def check_flow(flow: str) -> str:
+    if flow not in ('source_to_target', 'target_to_source'):
+        raise ValueError("'flow' must be 'source_to_target' or 'target_to_source' "
+                         f"(got {flow!r})")
+    return flow

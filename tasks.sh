@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# graphattn's task runner: each task sets up what it needs on a fresh machine.
+#   ./tasks.sh demo [args]   run the main job (see README)
+#   ./tasks.sh test [args]   run the test suite
+#   ./tasks.sh bench [args]  run the benchmarks
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+VENV=${VENV:-.venv}
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local py="$VENV/bin/python"
+  # torch first, pinned: an unpinned torch requirement would pull a multi-GB CUDA build.
+  if ! "$py" -c 'import torch' >/dev/null 2>&1; then
+    "$py" -m pip install -q --upgrade pip
+    "$py" -m pip install -q torch==2.13.0
+  fi
+  local stamp="$VENV/.graphattn-$1-$(cat setup.cfg "$0" | cksum | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ]; then
+    "$py" -m pip install -q -e ".[$1]"
+    touch "$stamp"
+  fi
+}
+
+task=${1:-}
+shift || true
+case "$task" in
+  test)
+    setup test
+    set +e
+    "$VENV/bin/python" -m pytest tests -q "$@"
+    rc=$?
+    set -e
+    # pytest's 5 means "no tests collected": a broken suite, not a pass.
+    [ "$rc" -eq 5 ] && echo "no tests were collected" >&2
+    exit "$rc"
+    ;;
+  demo)
+    setup demo
+    # brainspace ships the cortex meshes; --no-deps keeps its heavy vtk import chain out.
+    "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("brainspace") is None)' \
+      || "$VENV/bin/python" -m pip install -q --no-deps brainspace==0.3.0
+    exec "$VENV/bin/python" examples/inspect_graphs.py "$@"
+    ;;
+  bench)
+    setup test
+    exec "$VENV/bin/python" benchmarks/run.py "$@"
+    ;;
+  *)
+    echo "usage: ./tasks.sh {demo|test|bench} [args]" >&2
+    exit 2
+    ;;
+esac
