@@ -1,0 +1,32 @@
+"""Run the benchmark suites: ``python benchmarks/run.py [suite ...] [--quick]``.
+
+Suites: knn. Each prints a table and writes JSON under benchmarks/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import knn  # noqa: E402
+
+SUITES = {'knn': knn}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('suites', nargs='*', default=list(SUITES), help=f'any of {list(SUITES)}')
+    parser.add_argument('--quick', action='store_true', help='small sizes, for a smoke test')
+    args = parser.parse_args()
+    for name in args.suites:
+        if name not in SUITES:
+            parser.error(f'unknown suite {name!r}; choose from {list(SUITES)}')
+        extra = ['--sizes', '2000', '20000', '--brute-max', '2000', '--repeats', '1'] \
+            if args.quick else []
+        SUITES[name].main(extra)
+
+
+if __name__ == '__main__':
+    main()
