@@ -27,13 +27,33 @@ setup() {
   fi
 }
 
+# Real example data from packages: the cortex meshes (PyPI wheel, read directly) and
+# Fashion-MNIST (Debian package, unpacked into .cache/ without installing it).
+setup_data() {
+  local py="$VENV/bin/python"
+  # --no-deps keeps brainspace's heavy vtk import chain out: we only read its files.
+  "$py" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("brainspace") is None)' \
+    || "$py" -m pip install -q --no-deps brainspace==0.3.0
+  local fm=.cache/fashion-mnist
+  if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] \
+     && [ ! -f "$fm/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then
+    mkdir -p "$fm"
+    ( cd "$fm" && { apt-get download dataset-fashion-mnist >/dev/null 2>&1 \
+        || { [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 \
+             && apt-get download dataset-fashion-mnist >/dev/null 2>&1; }; } \
+      && dpkg -x dataset-fashion-mnist_*.deb . && rm -f dataset-fashion-mnist_*.deb ) \
+      || echo "warning: could not fetch Fashion-MNIST (apt-get download dataset-fashion-mnist)" >&2
+  fi
+}
+
 task=${1:-}
 shift || true
 case "$task" in
   test)
     setup test
+    setup_data
     set +e
-    "$VENV/bin/python" -m pytest tests -q "$@"
+    GRAPHATTN_REQUIRE_DATA=1 "$VENV/bin/python" -m pytest tests -q "$@"
     rc=$?
     set -e
     # pytest's 5 means "no tests collected": a broken suite, not a pass.
@@ -42,9 +62,7 @@ case "$task" in
     ;;
   demo)
     setup demo
-    # brainspace ships the cortex meshes; --no-deps keeps its heavy vtk import chain out.
-    "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("brainspace") is None)' \
-      || "$VENV/bin/python" -m pip install -q --no-deps brainspace==0.3.0
+    setup_data
     exec "$VENV/bin/python" examples/inspect_graphs.py "$@"
     ;;
   bench)

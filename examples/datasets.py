@@ -1,5 +1,9 @@
 """Real data that ships inside packages (nothing is downloaded at run time).
 
+* Fashion-MNIST (70,000 real 28x28 product photos, 10 classes, MIT licence) from
+  Debian's ``dataset-fashion-mnist`` package, installed or unpacked into a cache
+  folder (``./tasks.sh demo`` unpacks it), and the collage segmentation task
+  built from it.
 * Texture photos from scikit-image's wheel (``skimage.data``).
 * The conte69 cortical surface meshes (32,492 vertices per hemisphere) and the
   Mesulam atlas labels that ship inside the ``brainspace==0.3.0`` wheel. We read
@@ -8,13 +12,29 @@
 """
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import os
 import sys
 from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION_MNIST_DIRS = (
+    os.environ.get('FASHION_MNIST_DIR', ''),
+    os.path.join(REPO_ROOT, '.cache', 'fashion-mnist', 'usr', 'share', 'datasets',
+                 'fashion-mnist'),
+    '/usr/share/datasets/fashion-mnist',
+)
+FASHION_MNIST_HINT = ("mkdir -p .cache/fashion-mnist && cd .cache/fashion-mnist && "
+                      "apt-get download dataset-fashion-mnist && "
+                      "dpkg -x dataset-fashion-mnist_*.deb .\n"
+                      "(or: apt-get install dataset-fashion-mnist; or run ./tasks.sh demo)")
+FASHION_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+                   'Sneaker', 'Bag', 'Ankle boot')
 
 INSTALL_HINT = {
     'skimage': "pip install scikit-image",
@@ -83,3 +103,122 @@ def fail_with_hint(error: MissingDataError) -> None:
     """Print a missing-data message without a traceback and exit."""
     print(f"error: {error}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def _read_idx(path: str) -> np.ndarray:
+    with gzip.open(path, 'rb') as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(split: str = 'train') -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST images ``(n, 28, 28)`` as float in [0, 1] and labels ``(n,)``."""
+    if split not in ('train', 'test'):
+        raise ValueError(f"'split' must be 'train' or 'test' (got {split!r})")
+    prefix = 'train' if split == 'train' else 't10k'
+    for folder in FASHION_MNIST_DIRS:
+        images = os.path.join(folder, f'{prefix}-images-idx3-ubyte.gz')
+        labels = os.path.join(folder, f'{prefix}-labels-idx1-ubyte.gz')
+        if folder and os.path.exists(images) and os.path.exists(labels):
+            x = torch.from_numpy(_read_idx(images).astype(np.float32) / 255.0)
+            y = torch.from_numpy(_read_idx(labels).astype(np.int64))
+            return x, y
+    raise MissingDataError("Fashion-MNIST was not found (looked in $FASHION_MNIST_DIR, "
+                           ".cache/fashion-mnist and /usr/share/datasets/fashion-mnist); get "
+                           f"it with:\n    {FASHION_MNIST_HINT}")
+
+
+@dataclass
+class Collage:
+    image: torch.Tensor          # (1, S, S) in [0, 1]
+    label: torch.Tensor          # (S, S): 0 background, 1 + Fashion-MNIST class for items
+    items: List[int]             # indices of the pasted items in their split
+    boxes: List[Tuple[int, int, int]]  # (row, col, size) of each pasted item, in paint order
+
+
+class FashionCollages(torch.utils.data.Dataset):
+    """Segmentation collages: Fashion-MNIST items pasted on real texture photos.
+
+    Each ``size x size`` canvas is a random crop of a scikit-image texture photo
+    (dimmed to [0, 0.5]) on which 3 to 5 items of one Fashion-MNIST split are
+    pasted, each enlarged 2x or 3x (nearest neighbour) at a random place. A pixel
+    whose item intensity exceeds ``threshold`` takes the item's value and the label
+    ``1 + class``; later items cover earlier ones. Every collage is a pure function
+    of ``(split, seed, index)``, so train and test sets are fixed and reproducible,
+    and train collages use train items only (test: test items only).
+
+    Class count: 11 (background + 10 item classes). Telling a shirt from a coat or
+    a pullover needs the item's whole shape, not a local patch: context matters.
+    """
+    num_classes = 11
+
+    def __init__(self, split: str = 'train', length: int = 1000, *, size: int = 128,
+                 items: Tuple[int, int] = (3, 5), scales: Tuple[int, ...] = (2, 3),
+                 threshold: float = 0.1, seed: int = 0,
+                 source: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        if size < 28 * max(scales):
+            raise ValueError(f"'size' must be at least {28 * max(scales)} for scales {scales}")
+        self.split, self.length, self.size = split, length, size
+        self.items, self.scales, self.threshold, self.seed = items, scales, threshold, seed
+        self.images, self.classes = source if source is not None else load_fashion_mnist(split)
+        self.textures = [load_texture(name) for name in ('brick', 'grass', 'gravel')]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def collage(self, index: int) -> Collage:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        split_code = 0 if self.split == 'train' else 1
+        g = torch.Generator().manual_seed(hash((self.seed, split_code, index)) % (2 ** 62))
+        texture = self.textures[int(torch.randint(len(self.textures), (1,), generator=g))]
+        r0 = int(torch.randint(texture.size(0) - self.size + 1, (1,), generator=g))
+        c0 = int(torch.randint(texture.size(1) - self.size + 1, (1,), generator=g))
+        image = texture[r0:r0 + self.size, c0:c0 + self.size].clone() * 0.5
+        label = torch.zeros(self.size, self.size, dtype=torch.long)
+        count = int(torch.randint(self.items[0], self.items[1] + 1, (1,), generator=g))
+        chosen = torch.randint(self.images.size(0), (count,), generator=g).tolist()
+        boxes = []
+        for item in chosen:
+            scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))]
+            side = 28 * scale
+            row = int(torch.randint(self.size - side + 1, (1,), generator=g))
+            col = int(torch.randint(self.size - side + 1, (1,), generator=g))
+            patch = self.images[item].repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+            mask = patch > self.threshold
+            image[row:row + side, col:col + side][mask] = patch[mask]
+            label[row:row + side, col:col + side][mask] = 1 + int(self.classes[item])
+            boxes.append((row, col, side))
+        return Collage(image=image[None], label=label, items=chosen, boxes=boxes)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        c = self.collage(index)
+        return c.image, c.label
+
+
+def random_rotation(generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random 3-D rotation matrix (QR of a Gaussian matrix, sign-fixed)."""
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r)).view(1, -1)
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q.float()
+
+
+def cortex_split() -> Tuple[Cortex, Cortex]:
+    """Train on the left hemisphere, test on the right one mirrored (x -> -x).
+
+    Mirroring makes the right hemisphere a left-like shape, so the task is to
+    transfer labels between two real, different brains halves, not to memorise
+    coordinates. Random rotations of each view (see :func:`random_rotation`) then
+    force the labels to be read from the shape.
+    """
+    left, right = load_cortex('left'), load_cortex('right')
+    mirrored = right.pos.clone()
+    mirrored[:, 0] = -mirrored[:, 0]
+    # Mirroring flips orientation: reverse the triangles' winding to keep normals outward.
+    right = Cortex(pos=mirrored, faces=right.faces[:, [0, 2, 1]], labels=right.labels,
+                   hemisphere='right (mirrored)')
+    return left, right

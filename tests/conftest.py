@@ -1,0 +1,18 @@
+import os
+import sys
+
+import pytest
+
+# The examples are tutorials, not a package: make their modules importable in tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples'))
+
+
+def require_data(fn, *args):
+    """Load real example data; skip when absent, unless GRAPHATTN_REQUIRE_DATA=1 (CI)."""
+    from datasets import MissingDataError
+    try:
+        return fn(*args)
+    except MissingDataError as error:
+        if os.environ.get('GRAPHATTN_REQUIRE_DATA') == '1':
+            raise
+        pytest.skip(str(error).splitlines()[0])
