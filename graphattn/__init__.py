@@ -1,2 +1,4 @@
 """graphattn: Latent Graph Attention (LGA) and LatentGNN as PyTorch Geometric layers."""
 __version__ = '0.1.0'
+from .latentgnn import LatentGNN
+from .latentgnn2d import LatentGNN2d

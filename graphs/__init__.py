@@ -6,6 +6,7 @@ on it.
 from .feature_map import (batch_to_feature_map, feature_map_to_batch, feature_map_to_nodes,
                           nodes_to_feature_map)
 from .grid import grid_edge_count, grid_graph, grid_stencil
+from .latent import LatentGraph, latent_edge_index, latent_graph, latent_to_networkx
 from .neighbors import available_engines, nearest_neighbors
 from .networkx import align_edge_values, from_networkx, receptive_field, to_networkx
 from .point_cloud import point_cloud_to_data
@@ -18,4 +19,5 @@ __all__ = [
     'knn_graph', 'radius_graph', 'nearest_neighbors', 'neighbors_to_edge_index',
     'available_engines', 'point_cloud_to_data',
     'to_networkx', 'from_networkx', 'align_edge_values', 'receptive_field',
+    'latent_graph', 'latent_edge_index', 'LatentGraph', 'latent_to_networkx',
 ]
