@@ -1,0 +1,75 @@
+"""Each example runs end to end for a few steps on tiny sizes."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import require_data
+
+import datasets
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples')
+
+
+@pytest.fixture(scope='module')
+def real_data():
+    require_data(datasets.load_fashion_mnist, 'test')
+    require_data(datasets.load_cortex, 'left')
+
+
+def test_demo_tiny_run_writes_table_and_figures(real_data, tmp_path):
+    out = tmp_path / 'demo'
+    done = subprocess.run([sys.executable, 'demo.py', '--tiny', '--no-progress', '--out', str(out)],
+                          cwd=EXAMPLES, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '## Fashion-MNIST collages' in done.stdout and '## Cortex' in done.stdout
+    for name in ('results.md', 'collages.json', 'cortex.json', 'collage_predictions.png',
+                 'lga_attention.png', 'latentgnn_assignments.png', 'cortex_predictions.png',
+                 'cortex_lga_attention.png'):
+        assert (out / name).stat().st_size > 0, name
+    table = (out / 'results.md').read_text()
+    for model in ('base + lga', 'base + lga+loss', 'base + latentgnn', 'base + nonlocal'):
+        assert model in table
+
+
+def test_inspect_graphs_example(real_data, tmp_path):
+    done = subprocess.run([sys.executable, 'inspect_graphs.py', '--out', str(tmp_path)],
+                          cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '8836 edges' in done.stdout
+    assert (tmp_path / 'cortex_graph.png').exists()
+
+
+def test_missing_data_gives_one_clear_message(tmp_path):
+    env = dict(os.environ, FASHION_MNIST_DIR=str(tmp_path))
+    script = ("import datasets; datasets.FASHION_MNIST_DIRS = ('/nonexistent',);"
+              "import segment_collages, sys; sys.argv = ['x', '--steps', '1'];"
+              "segment_collages.main()")
+    done = subprocess.run([sys.executable, '-c', script], cwd=EXAMPLES, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 2
+    assert 'Traceback' not in done.stderr
+    assert 'apt-get download dataset-fashion-mnist' in done.stderr
+
+
+def test_unknown_model_lists_the_valid_ones():
+    from models import SegNet
+    with pytest.raises(ValueError, match="choose one of .*'lga'"):
+        SegNet('transformer')
+
+
+def test_attention_footprint_sums_to_one():
+    from figures import attention_footprint
+    alpha = torch.rand(9, 5, 6)
+    # softmax-normalised maps with out-of-image neighbours at zero, as LGA2d returns them
+    import graphs
+    offsets = graphs.grid_stencil()
+    rows, cols = torch.arange(5).view(-1, 1), torch.arange(6).view(1, -1)
+    for t, (dx, dy) in enumerate(offsets.tolist()):
+        inside = (rows + dy >= 0) & (rows + dy < 5) & (cols + dx >= 0) & (cols + dx < 6)
+        alpha[t] *= inside
+    alpha = alpha / alpha.sum(0, keepdim=True)
+    foot = attention_footprint([alpha, alpha], offsets, (2, 3))
+    assert float(foot.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float(foot[0, 0]) == 0.0  # beyond two hops of (2, 3)
