@@ -63,7 +63,7 @@ case "$task" in
   demo)
     setup demo
     setup_data
-    exec "$VENV/bin/python" examples/inspect_graphs.py "$@"
+    exec "$VENV/bin/python" examples/demo.py "$@"
     ;;
   bench)
     setup test

@@ -127,6 +127,8 @@ class LGA(Module):
         if x.dim() not in (2, 3) or x.size(-1) != self.in_channels:
             raise ValueError(f"'x' must have shape (N, {self.in_channels}) or "
                              f"(B, N, {self.in_channels}) (got shape {tuple(x.shape)})")
+        if not x.is_floating_point():
+            raise TypeError(f"'x' must be a floating-point tensor (got {x.dtype})")
 
     def output(self, x: Tensor, latent: Tensor, dim: int = -1) -> Tensor:
         """Concatenate ``[x, latent]`` along ``dim`` and fuse if ``fuse=True``."""

@@ -110,6 +110,11 @@ class LGA2d(LGA):
         if x.dim() != 4 or x.size(1) != self.in_channels:
             raise ValueError(f"'x' must have shape (B, {self.in_channels}, H, W) "
                              f"(got shape {tuple(x.shape)})")
+        if not x.is_floating_point():
+            raise TypeError(f"'x' must be a floating-point tensor (got {x.dtype})")
+        if x.size(2) == 0 or x.size(3) == 0:
+            raise ValueError(f"'x' must have a non-empty map, H, W >= 1 (got shape "
+                             f"{tuple(x.shape)})")
 
     def _fast_layer(self, conv: LGAConv, h: Tensor) -> Tuple[Tensor, Tensor]:
         # h: (B, H, W, C_l) channels-last; every 1x1 convolution is a Linear.

@@ -268,6 +268,8 @@ class LGAConv(MessagePassing):
             if t.dim() not in (2, 3):
                 raise ValueError(f"'{name}' must have shape (N, C) or (B, N, C) "
                                  f"(got shape {tuple(t.shape)})")
+            if not t.is_floating_point():
+                raise TypeError(f"'{name}' must be a floating-point tensor (got {t.dtype})")
         ins = self.in_channels if isinstance(self.in_channels, (tuple, list)) else (
             self.in_channels, self.in_channels)
         for t, c in ((x_src, ins[0]), (x_dst, ins[1])):

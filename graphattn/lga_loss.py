@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.nn import Module
 
 from graphs import grid_graph
+from graphs.validation import check_batch
 
 __all__ = ['LGALoss', 'patch_labels', 'pair_divergence', 'DIVERGENCES']
 
@@ -263,10 +264,8 @@ class LGALoss(Module):
         if self.num_random_pairs > 0:
             if batch is None:
                 batch = torch.zeros(n, dtype=torch.long, device=latent.device)
-            if not isinstance(batch, Tensor) or batch.shape != (n,):
-                raise ValueError(f"'batch' must have shape ({n},) "
-                                 f"(got {getattr(batch, 'shape', type(batch).__name__)})")
-            batch = batch.long()
+            # Pairs are drawn per graph from contiguous node ranges: batch must be sorted.
+            batch = check_batch(batch, n)
             counts = torch.bincount(batch)
             ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
             num_graphs, r = counts.numel(), self.num_random_pairs

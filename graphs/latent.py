@@ -41,8 +41,9 @@ class LatentGraph(Data):
             nodes (``b * latent_dim + k``).
         edge_weight (Tensor, optional): ``(E,)`` affinity of each edge.
         num_nodes (int): number of visible nodes.
-        num_latent_nodes (int): number of latent nodes (``num_graphs * latent_dim``).
-        latent_dim (int): latent nodes per graph :math:`d`.
+        num_latent_nodes (LongTensor): ``(1,)``, the number of latent nodes
+            (``num_graphs * latent_dim``); one entry per element after collation.
+        latent_dim (LongTensor): ``(1,)``, latent nodes per graph :math:`d`.
         latent_batch (LongTensor): ``(num_latent_nodes,)`` graph of each latent node.
 
     When batched, ``edge_index[0]`` is incremented by ``num_nodes`` and
@@ -51,11 +52,22 @@ class LatentGraph(Data):
     """
 
     def __inc__(self, key: str, value: Any, *args, **kwargs) -> Any:
+        # After collation the int attributes become per-element tensors: sum them,
+        # so that batches of batches (and to_data_list round trips) still work.
         if key == 'edge_index':
-            return torch.tensor([[int(self.num_nodes)], [int(self.num_latent_nodes)]])
+            return torch.tensor([[int(self.num_nodes)], [self.total_latent_nodes]])
         if key == 'latent_batch':
-            return int(self.num_latent_nodes) // int(self.latent_dim)
+            return self.total_graphs
         return super().__inc__(key, value, *args, **kwargs)
+
+    @property
+    def total_latent_nodes(self) -> int:
+        return int(torch.as_tensor(self.num_latent_nodes).sum())
+
+    @property
+    def total_graphs(self) -> int:
+        counts = torch.as_tensor(self.num_latent_nodes) // torch.as_tensor(self.latent_dim)
+        return int(counts.sum())
 
 
 def latent_edge_index(
@@ -204,8 +216,11 @@ def latent_graph(
     edge_index, edge_weight = latent_edge_index(batch, n, d, affinity=affinity,
                                                 top_m=top_m, device=device)
     latent_batch = torch.arange(b, device=edge_index.device).repeat_interleave(d)
-    data = LatentGraph(edge_index=edge_index, num_nodes=n, num_latent_nodes=b * d,
-                       latent_dim=d, latent_batch=latent_batch)
+    # Counts are (1,)-tensors, not ints, so that collation stacks them and
+    # to_data_list() gives back the same type (PyG would mix ints and tensors).
+    data = LatentGraph(edge_index=edge_index, num_nodes=n,
+                       num_latent_nodes=torch.tensor([b * d]),
+                       latent_dim=torch.tensor([d]), latent_batch=latent_batch)
     if edge_weight is not None:
         data.edge_weight = edge_weight
     return data
@@ -237,7 +252,7 @@ def latent_to_networkx(graph: Union[LatentGraph, Tensor], edge_weight: Optional[
         if edge_weight is None:
             edge_weight = getattr(graph, 'edge_weight', None)
         num_nodes = int(graph.num_nodes) if num_nodes is None else num_nodes
-        num_latent_nodes = (int(graph.num_latent_nodes) if num_latent_nodes is None
+        num_latent_nodes = (graph.total_latent_nodes if num_latent_nodes is None
                             else num_latent_nodes)
     elif isinstance(graph, Tensor):
         edge_index = graph

@@ -14,9 +14,11 @@ Engines (``engine=``):
 * ``'torch'``: chunked :func:`torch.cdist` + :func:`torch.topk` on any device,
   restricted to each chunk's own clouds, with the distance block bounded by
   ``max_block`` entries. O(N * n_cloud).
-* ``'extension'``: torch-cluster's compiled kernels, if installed.
-* ``'auto'``: the extension when present, otherwise scipy on CPU and torch on
-  other devices.
+* ``'extension'``: torch-cluster's compiled kernels, if installed (untested
+  here: torch-cluster is not installed in CI). Its radius search keeps the
+  first ``max_num_neighbors`` points it finds, not the closest.
+* ``'auto'``: the extension for kNN when present, otherwise scipy on CPU and
+  torch on other devices.
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ ENGINES = ('auto', 'scipy', 'torch', 'extension')
 
 
 def _has_extension() -> bool:
-    import torch_geometric.typing as pyg_typing
-    return bool(getattr(pyg_typing, 'WITH_TORCH_CLUSTER', False))
+    # PyG 2.8's torch_geometric.typing no longer reports torch-cluster: ask importlib.
+    import importlib.util
+    return importlib.util.find_spec('torch_cluster') is not None
 
 
 def available_engines() -> Tuple[str, ...]:
@@ -41,11 +44,12 @@ def available_engines() -> Tuple[str, ...]:
     return ('scipy', 'torch') + (('extension',) if _has_extension() else ())
 
 
-def _resolve_engine(engine: str, device: torch.device) -> str:
+def _resolve_engine(engine: str, device: torch.device, radius: bool = False) -> str:
     if engine not in ENGINES:
         raise ValueError(f"'engine' must be one of {ENGINES} (got {engine!r})")
     if engine == 'auto':
-        if _has_extension():
+        # torch-cluster's radius keeps the first neighbours it finds, not the closest.
+        if _has_extension() and not radius:
             return 'extension'
         return 'scipy' if device.type == 'cpu' else 'torch'
     if engine == 'scipy' and device.type != 'cpu':
@@ -167,7 +171,7 @@ def nearest_neighbors(pos: Tensor, k: int, batch: Optional[Tensor] = None, *,
     if n == 0:
         return (torch.empty(0, k, dtype=torch.long, device=device),
                 torch.empty(0, k, dtype=pos.dtype, device=device))
-    engine = _resolve_engine(engine, device)
+    engine = _resolve_engine(engine, device, radius=r is not None)
     others = k - 1 if loop else k
     # Ask for one extra neighbour so that the point itself can be dropped.
     q = others + 1

@@ -55,8 +55,10 @@ def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[
     Returns:
         :class:`~torch_geometric.data.Data` (no ``batch``) or
         :class:`~torch_geometric.data.Batch` (with ``batch``), holding ``pos``,
-        ``x`` (if given), ``edge_index`` and ``edge_attr = pos[src] - pos[dst]``
-        (the offset of the message's source from its target), shape (E, D).
+        ``x`` (if given), ``edge_index`` and ``edge_attr = pos[edge_index[0]] -
+        pos[edge_index[1]]``, shape (E, D): with the default flow, the offset of
+        each neighbour from its centre (with ``flow='target_to_source'`` row 0
+        holds the centres, so the sign is the other way round).
     """
     pos = check_points('pos', pos)
     x = _check_features(x, pos.size(0))

@@ -149,3 +149,17 @@ def test_bad_input():
         latent_graph(2, 2, affinity=torch.tensor([[0.0, float('nan')], [1.0, 2.0]]))
     with pytest.raises(ValueError, match='top_m'):
         latent_graph(3, 2, affinity=torch.rand(3, 2), top_m=0)
+
+
+def test_collated_latent_graphs_export_and_batch_again():
+    import graphs
+    from torch_geometric.data import Batch
+    a = graphs.latent_graph(3, 2)
+    b = graphs.latent_graph(4, 3)
+    batch = Batch.from_data_list([a, b])
+    G = graphs.latent_to_networkx(batch)
+    assert G.number_of_nodes() == 7 + 5 and G.number_of_edges() == 3 * 2 + 4 * 3
+    # a collated batch can be collated again with a fresh graph
+    again = Batch.from_data_list([batch.to_data_list()[1], a])
+    assert again.edge_index[1].max().item() == 3 + 2 - 1
+    assert again.latent_batch.tolist() == [0, 0, 0, 1, 1]

@@ -149,3 +149,18 @@ def test_no_graph_breaks():
     model = LGA2d(4, num_layers=2, fuse=True)
     explanation = torch._dynamo.explain(model)(torch.randn(2, 4, 5, 3))
     assert explanation.graph_break_count == 0
+
+
+def test_integer_or_empty_maps_are_refused_by_every_path():
+    from graphattn import LGA, LGA2d, LGAConv
+    block = LGA2d(4, num_layers=1)
+    for path in ('fast', 'message_passing'):
+        with pytest.raises(TypeError, match="'x' must be a floating-point"):
+            block(torch.zeros(1, 4, 3, 3, dtype=torch.long), path=path)
+        with pytest.raises(ValueError, match='non-empty map'):
+            block(torch.zeros(1, 4, 0, 3), path=path)
+    g = graphs.grid_graph(2, 2)
+    with pytest.raises(TypeError, match="'x' must be a floating-point"):
+        LGA(4, num_layers=1)(torch.zeros(4, 4, dtype=torch.long), g.edge_index, g.edge_attr)
+    with pytest.raises(TypeError, match="'x' must be a floating-point"):
+        LGAConv(4, 4, 9)(torch.zeros(4, 4, dtype=torch.long), g.edge_index, g.edge_attr)

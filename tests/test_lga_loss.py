@@ -153,3 +153,15 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'latent'"):
         loss(torch.randn(5), torch.zeros(5, dtype=torch.long))
     assert math.isclose(LGALoss(divergence='js').margin, 0.5)
+
+
+def test_random_pairs_need_a_sorted_integer_batch():
+    from graphattn import LGALoss
+    loss = LGALoss(num_random_pairs=4)
+    latent, target = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ValueError, match="'batch' must be sorted"):
+        loss(latent, target, batch=torch.tensor([1, 0, 1, 0, 1, 0]))
+    with pytest.raises(TypeError, match="'batch' must be an integer tensor"):
+        loss(latent, target, batch=torch.zeros(6))
+    with pytest.raises(ValueError, match="'batch' must hold non-negative"):
+        loss(latent, target, batch=torch.tensor([-1, 0, 0, 0, 0, 0]))
