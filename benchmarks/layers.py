@@ -163,6 +163,19 @@ def nonlocal_bytes(size: int, batch: int = 2) -> int:
     return 2 * batch * n * n * 4
 
 
+def latent_messages_bytes(size: int, batch: int = 2, latent: int = 100, inter: int = 64) -> int:
+    """LatentGNN message passing's N*d*C' message tensors (about three live at once), fp32."""
+    return 3 * batch * size * size * latent * inter * 4
+
+
+def planned_bytes(suite: str, impl: str, size: int) -> int:
+    if impl == 'nonlocal':
+        return nonlocal_bytes(size)
+    if suite == 'latentgnn' and impl == 'message_passing':
+        return latent_messages_bytes(size)
+    return 0
+
+
 IMPLS = {'lga': ['fast', 'message_passing', 'unfold', 'copy'],
          'latentgnn': ['fused', 'message_passing', 'authors', 'nonlocal']}
 
@@ -172,9 +185,10 @@ def run_suite(suite: str, sizes: List[int], repeats: int, timeout: int, out: str
     rows = []
     for size in sizes:
         for impl in IMPLS[suite]:
-            if impl == 'nonlocal' and nonlocal_bytes(size) > memory_limit:
-                result = {'error': f'needs > {nonlocal_bytes(size) / 2 ** 30:.0f} GiB '
-                                   '(N x N attention)'}
+            need = planned_bytes(suite, impl, size)
+            if need > memory_limit:
+                what = 'N x N attention' if impl == 'nonlocal' else "N x d x C' messages"
+                result = {'error': f'not run: needs > {need / 2 ** 30:.0f} GiB ({what})'}
             else:
                 result = in_subprocess(suite, impl, size, repeats, timeout)
             row = {'suite': suite, 'size': f'{size}x{size}', 'impl': impl}

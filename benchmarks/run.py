@@ -1,6 +1,7 @@
 """Run the benchmark suites: ``python benchmarks/run.py [suite ...] [--quick]``.
 
-Suites: knn. Each prints a table and writes JSON under benchmarks/results/.
+Suites: knn (graph construction), lga and latentgnn (the 2-D modules against
+their peers). Each prints tables and writes JSON under benchmarks/results/.
 """
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import knn  # noqa: E402
+import layers  # noqa: E402
 
-SUITES = {'knn': knn}
+SUITES = {
+    'knn': lambda quick: knn.main(['--sizes', '2000', '20000', '--brute-max', '2000',
+                                   '--repeats', '1'] if quick else []),
+    'lga': lambda quick: layers.main(['--suites', 'lga'] +
+                                     (['--sizes', '64', '128', '--repeats', '1'] if quick else [])),
+    'latentgnn': lambda quick: layers.main(['--suites', 'latentgnn'] +
+                                           (['--sizes', '64', '--repeats', '1'] if quick else [])),
+}
 
 
 def main() -> None:
@@ -23,9 +32,7 @@ def main() -> None:
     for name in args.suites:
         if name not in SUITES:
             parser.error(f'unknown suite {name!r}; choose from {list(SUITES)}')
-        extra = ['--sizes', '2000', '20000', '--brute-max', '2000', '--repeats', '1'] \
-            if args.quick else []
-        SUITES[name].main(extra)
+        SUITES[name](args.quick)
 
 
 if __name__ == '__main__':
