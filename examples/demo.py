@@ -23,8 +23,8 @@ from training import markdown_table
 
 SETTINGS = {
     # steps, batch, train collages, test collages, seeds | cortex steps, points, seeds
-    'short': dict(collage_steps=60, batch_size=8, train_size=400, test_size=100, seeds=[0],
-                  cortex_steps=40, points=4096),
+    'short': dict(collage_steps=300, batch_size=8, train_size=1000, test_size=200, seeds=[0],
+                  cortex_steps=150, points=4096),
     'tiny': dict(collage_steps=2, batch_size=2, train_size=8, test_size=4, seeds=[0],
                  cortex_steps=2, points=1024),  # for the tests
     'full': dict(collage_steps=600, batch_size=16, train_size=4000, test_size=500,
