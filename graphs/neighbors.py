@@ -62,14 +62,21 @@ def _resolve_engine(engine: str, device: torch.device, radius: bool = False) -> 
 
 def _first_k_kept(index: Tensor, dist: Tensor, keep: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     """Left-align the kept entries of each row (their order preserved), keep k."""
-    # A stable sort on "not kept" moves kept entries to the front in order.
-    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :k]
-    index = torch.gather(index, 1, order)
-    dist = torch.gather(dist, 1, order)
-    kept = torch.gather(keep, 1, order)
-    index = index.masked_fill(~kept, -1)
-    dist = dist.masked_fill(~kept, float('inf'))
-    return index, dist
+    n = index.size(0)
+    # The common cases: only the point itself, found first, is dropped (or nothing).
+    if keep.size(1) > k and bool(keep[:, 1:k + 1].all()) and not bool(keep[:, 0].any()):
+        return index[:, 1:k + 1].contiguous(), dist[:, 1:k + 1].contiguous()
+    if bool(keep[:, :k].all()):
+        return index[:, :k].contiguous(), dist[:, :k].contiguous()
+    # Each kept entry's slot is the number of kept entries before it in its row.
+    slot = keep.cumsum(1) - 1
+    take = keep & (slot < k)
+    rows = torch.arange(n, device=index.device).view(-1, 1).expand_as(index)
+    out_index = torch.full((n, k), -1, dtype=index.dtype, device=index.device)
+    out_dist = torch.full((n, k), float('inf'), dtype=dist.dtype, device=dist.device)
+    out_index[rows[take], slot[take]] = index[take]
+    out_dist[rows[take], slot[take]] = dist[take]
+    return out_index, out_dist
 
 
 def _query_scipy(pos: Tensor, batch: Tensor, q: int, upper: float) -> Tuple[Tensor, Tensor]:
@@ -166,6 +173,7 @@ def nearest_neighbors(pos: Tensor, k: int, batch: Optional[Tensor] = None, *,
     """
     n = pos.size(0)
     device = pos.device
+    one_cloud = batch is None
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=device)
     if n == 0:
@@ -184,7 +192,9 @@ def nearest_neighbors(pos: Tensor, k: int, batch: Optional[Tensor] = None, *,
         index, dist = _query_extension(pos, batch, q, r)
     me = torch.arange(n, device=device).view(-1, 1)
     # A cloud smaller than q lets some searches reach into other clouds.
-    keep = (index >= 0) & (index != me) & (batch[index.clamp(min=0)] == batch.view(-1, 1))
+    keep = (index >= 0) & (index != me)
+    if not one_cloud:
+        keep &= batch[index.clamp(min=0)] == batch.view(-1, 1)
     if r is not None:
         keep &= dist < r
     index, dist = _first_k_kept(index, dist, keep, others)

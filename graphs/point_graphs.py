@@ -30,7 +30,10 @@ def neighbors_to_edge_index(index: Tensor, flow: str = 'source_to_target') -> Te
     n, k = index.shape
     centre = torch.arange(n, device=index.device).view(-1, 1).expand(n, k)
     valid = index >= 0
-    neighbour, centre = index[valid], centre[valid]
+    if bool(valid.all()):  # every point has k neighbours: no masking copy needed
+        neighbour, centre = index.reshape(-1), centre.reshape(-1)
+    else:
+        neighbour, centre = index[valid], centre[valid]
     if flow == 'source_to_target':
         return torch.stack([neighbour, centre], dim=0)
     return torch.stack([centre, neighbour], dim=0)
