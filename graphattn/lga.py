@@ -178,12 +178,18 @@ class LGA(Module):
                 attention.append(att)
             else:
                 h = conv(h, edge_index, edge_attr)
-        out = self.output(x, h)
+        return self.pack(self.output(x, h), h, attention, return_latent,
+                         return_attention_weights)
+
+    @staticmethod
+    def pack(out: Tensor, latent: Tensor, attention: Any, return_latent: bool,
+             return_attention_weights: bool) -> Union[Tensor, Tuple[Any, ...]]:
+        """``out``, followed by ``latent`` and/or ``attention`` when asked."""
         if not (return_latent or return_attention_weights):
             return out
         result: Tuple[Any, ...] = (out,)
         if return_latent:
-            result = result + (h,)
+            result = result + (latent,)
         if return_attention_weights:
             result = result + (attention,)
         return result

@@ -176,15 +176,8 @@ class LGA2d(LGA):
             h, maps = self._latent_message_passing(x, return_attention_weights)
         else:
             h, maps = self._latent_fast(x, return_attention_weights)
-        out = self.output(x, h, dim=1)
-        if not (return_latent or return_attention_weights):
-            return out
-        result: Tuple[Any, ...] = (out,)
-        if return_latent:
-            result = result + (h,)
-        if return_attention_weights:
-            result = result + (maps,)
-        return result
+        return self.pack(self.output(x, h, dim=1), h, maps, return_latent,
+                         return_attention_weights)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
