@@ -1,0 +1,96 @@
+"""The layers where users put them: copies, export, autocast, PyG composition, determinism."""
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+from torch_geometric.nn import GCNConv, Sequential
+
+import graphs
+from graphattn import LGA, LGA2d, LatentGNN, LatentGNN2d
+
+
+def two_d_modules():
+    torch.manual_seed(0)
+    latent = LatentGNN2d(16, [8], channel_stride=2)
+    with torch.no_grad():
+        latent.gamma.fill_(1.0)  # so the block is not the identity
+    return [LGA2d(16, num_layers=2, fuse=True).eval(), latent.eval()]
+
+
+@pytest.mark.parametrize('index', [0, 1])
+def test_deepcopy_pickle_and_state_dict_round_trip(index):
+    module = two_d_modules()[index]
+    x = torch.randn(2, 16, 7, 9)
+    ref = module(x)
+    assert torch.equal(copy.deepcopy(module)(x), ref)
+    assert torch.equal(pickle.loads(pickle.dumps(module))(x), ref)
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = type(module)(16, num_layers=2, fuse=True) if index == 0 else \
+        LatentGNN2d(16, [8], channel_stride=2)
+    fresh.load_state_dict(torch.load(buffer, map_location='cpu'))
+    assert torch.equal(fresh.eval()(x), ref)
+
+
+@pytest.mark.parametrize('index', [0, 1])
+def test_torch_export_equals_eager(index):
+    module = two_d_modules()[index]
+    x = torch.randn(2, 16, 6, 7)
+    exported = torch.export.export(module, (x,))
+    assert torch.allclose(exported.module()(x), module(x), atol=1e-6)
+
+
+@pytest.mark.parametrize('index', [0, 1])
+def test_cpu_bf16_autocast_stays_close_to_float32(index):
+    module = two_d_modules()[index]
+    x = torch.randn(2, 16, 12, 12)
+    with torch.no_grad():
+        ref = module(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = module(x)
+    assert torch.isfinite(out).all()
+    # bf16 keeps 8 bits of mantissa: about 1% of the output's scale.
+    assert float((out.float() - ref).abs().max()) <= 0.02 * float(ref.abs().max())
+
+
+def test_same_seed_gives_bitwise_equal_training_steps():
+    def run():
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(LGA2d(8, num_layers=2, fuse=True),
+                                    LatentGNN2d(8, [4], channel_stride=2))
+        x = torch.randn(2, 8, 10, 10)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(run(), run()):
+        assert torch.equal(a, b)
+
+
+def test_node_modules_compose_with_pyg_layers_on_loader_batches():
+    torch.manual_seed(0)
+    clouds = [graphs.point_cloud_to_data(torch.rand(n, 3), torch.randn(n, 8), k=6, loop=True)
+              for n in (20, 30, 25)]
+    batch = next(iter(DataLoader(clouds, batch_size=3)))
+    model = Sequential('x, edge_index, edge_attr, batch', [
+        (GCNConv(8, 16), 'x, edge_index -> x'),
+        torch.nn.ReLU(),
+        (LGA(16, 16, num_layers=2, edge_dim=3, edge_encoder='mlp', fuse=True),
+         'x, edge_index, edge_attr -> x'),
+        (LatentGNN(16, [4], channel_stride=2, norm='layer'), 'x, batch -> x'),
+    ]).eval()
+    out = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+    assert out.shape == (75, 16)
+    # Each cloud's output inside the batch equals running it alone.
+    start = 0
+    for cloud in clouds:
+        alone = model(cloud.x, cloud.edge_index, cloud.edge_attr,
+                      torch.zeros(cloud.num_nodes, dtype=torch.long))
+        assert torch.allclose(out[start:start + cloud.num_nodes], alone, atol=1e-5)
+        start += cloud.num_nodes
