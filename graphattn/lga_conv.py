@@ -13,20 +13,14 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import softmax
 
+from graphs.validation import check_positive_int as _check_int
+
 __all__ = ['LGAConv', 'GroupedLinear', 'relative_positions', 'NORMALIZATIONS']
 
 #: The attention normalisations :class:`LGAConv` accepts.
 NORMALIZATIONS = ('softmax', 'sigmoid')
 
 PairTensor = Tuple[Tensor, Tensor]
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got {type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"'{name}' must be >= {minimum} (got {value})")
-    return value
 
 
 def _check_normalize(normalize: Any) -> str:
