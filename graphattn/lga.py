@@ -62,6 +62,8 @@ class LGA(Module):
             with a linear map, so that the block preserves widths.
             (default: :obj:`False`)
         bias (bool, optional): Learn biases. (default: :obj:`True`)
+        chunk_size (int, optional): Nodes per chunk on the dense
+            neighbour-table path (see :class:`~graphattn.LGAConv`).
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, C)` or
@@ -78,7 +80,7 @@ class LGA(Module):
                  att_channels: Optional[int] = None, normalize: str = 'softmax',
                  groups: int = 1, act: Union[str, Callable, None] = 'relu',
                  act_kwargs: Optional[dict] = None, fuse: bool = False,
-                 bias: bool = True) -> None:
+                 bias: bool = True, chunk_size: Optional[int] = None) -> None:
         super().__init__()
         _check_int('in_channels', in_channels)
         if latent_channels is None:
@@ -106,7 +108,7 @@ class LGA(Module):
         self.convs = ModuleList([
             LGAConv(latent_channels, latent_channels, edge_dim, att_channels=att_channels,
                     edge_encoder=edge_encoder, normalize=normalize, groups=groups, act=act,
-                    act_kwargs=act_kwargs, bias=bias)
+                    act_kwargs=act_kwargs, bias=bias, chunk_size=chunk_size)
             for _ in range(num_layers)
         ])
         self.lin_fuse = (Linear(in_channels + latent_channels, in_channels, bias=bias)
@@ -139,8 +141,9 @@ class LGA(Module):
             return self.lin_fuse(out)
         return self.lin_fuse(out.movedim(dim, -1)).movedim(-1, dim)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, *, pos: Optional[Tensor] = None,
+    def forward(self, x: Tensor, edge_index: Optional[Tensor],
+                edge_attr: Optional[Tensor] = None, batch: Optional[Tensor] = None, *,
+                pos: Optional[Tensor] = None, neighbors: Optional[Tensor] = None,
                 return_latent: bool = False, return_attention_weights: bool = False
                 ) -> Union[Tensor, Tuple[Any, ...]]:
         r"""Runs the module.
@@ -155,6 +158,12 @@ class LGA(Module):
                 the module takes a PyG ``Batch``'s fields.
             pos (Tensor, optional): Node positions; ``edge_attr`` defaults to
                 ``pos[j] - pos[i]``.
+            neighbors (LongTensor, optional): The graph as an ``(N, K)``
+                neighbour table (``-1`` padding) instead of ``edge_index``:
+                the memory-lean dense path (see :class:`~graphattn.LGAConv`);
+                ``edge_attr``, if given, is then ``(N, K, edge_dim)``. A kNN
+                table comes straight from :func:`graphs.nearest_neighbors`;
+                any edge index converts with :func:`graphs.to_neighbor_table`.
             return_latent (bool, optional): Also return :math:`F_{out} =
                 \mathbf{h}^{(L)}`, ``(N, C_l)``, for :class:`~graphattn.LGALoss`.
             return_attention_weights (bool, optional): Also return a list of
@@ -168,16 +177,22 @@ class LGA(Module):
                                   or batch.numel() != x.size(-2)):
             raise ValueError(f"'batch' must have shape ({x.size(-2)},) "
                              f"(got {getattr(batch, 'shape', type(batch).__name__)})")
-        if edge_attr is None and pos is not None:
+        if edge_attr is None and pos is not None and neighbors is None:
+            if edge_index is None:
+                raise ValueError("'edge_index' of shape (2, E) is required (or pass the graph "
+                                 "as an (N, K) table through 'neighbors')")
             edge_attr = relative_positions(pos, edge_index)
+        # On the table path the relative positions are computed chunk by chunk.
+        table_pos = pos if neighbors is not None and edge_attr is None else None
         h = self.proj(x)
         attention: List[Tuple[Tensor, Tensor]] = []
         for conv in self.convs:
             if return_attention_weights:
-                h, att = conv(h, edge_index, edge_attr, return_attention_weights=True)
+                h, att = conv(h, edge_index, edge_attr, return_attention_weights=True,
+                              pos=table_pos, neighbors=neighbors)
                 attention.append(att)
             else:
-                h = conv(h, edge_index, edge_attr)
+                h = conv(h, edge_index, edge_attr, pos=table_pos, neighbors=neighbors)
         return self.pack(self.output(x, h), h, attention, return_latent,
                          return_attention_weights)
 

@@ -13,7 +13,11 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import softmax
 
+from graphs import neighbors_to_edge_index
 from graphs.validation import check_positive_int as _check_int
+
+from .neighbor_attention import (default_chunk_size, neighbor_logits, neighbor_softmax,
+                                 neighbor_weighted_sum)
 
 __all__ = ['LGAConv', 'GroupedLinear', 'relative_positions', 'NORMALIZATIONS']
 
@@ -156,6 +160,10 @@ class LGAConv(MessagePassing):
         act_kwargs (dict, optional): Arguments of ``act``. (default: :obj:`None`)
         bias (bool, optional): Learn the biases of :math:`\mathbf{W}_a` and
             :math:`\mathbf{V}`. (default: :obj:`True`)
+        chunk_size (int, optional): Centre nodes per chunk on the dense
+            neighbour-table path (``neighbors=``); :obj:`None` sizes chunks
+            so that a chunk's gathered ``(n, K, C)`` block stays near 64 MB.
+            (default: :obj:`None`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -177,7 +185,8 @@ class LGAConv(MessagePassing):
                  edge_dim: int, *, att_channels: Optional[int] = None,
                  edge_encoder: Union[str, Module] = 'identity', normalize: str = 'softmax',
                  groups: int = 1, act: Union[str, Callable, None] = 'relu',
-                 act_kwargs: Optional[dict] = None, bias: bool = True, **kwargs: Any) -> None:
+                 act_kwargs: Optional[dict] = None, bias: bool = True,
+                 chunk_size: Optional[int] = None, **kwargs: Any) -> None:
         kwargs.setdefault('aggr', 'add')
         super().__init__(**kwargs)
         if isinstance(in_channels, (tuple, list)):
@@ -227,6 +236,7 @@ class LGAConv(MessagePassing):
         self.groups = groups
         self.edge_encoder = encoder
         self.act = _resolve_act(act, act_kwargs)
+        self.chunk_size = None if chunk_size is None else _check_int('chunk_size', chunk_size)
 
         # W_a: node features of the centre -> one logit weight per attention channel.
         self.lin_att = Linear(in_dst, att_channels, bias=bias)
@@ -253,8 +263,7 @@ class LGAConv(MessagePassing):
             return edge_attr
         return self.edge_encoder(edge_attr)
 
-    def _check_inputs(self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor,
-                      edge_attr: Tensor) -> None:
+    def _check_features(self, x_src: Tensor, x_dst: Tensor) -> None:
         for name, t in (('x', x_src), ('x', x_dst)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"'{name}' must be a Tensor of shape (N, C) or (B, N, C) "
@@ -270,6 +279,10 @@ class LGAConv(MessagePassing):
             if c != -1 and t.size(-1) != c:
                 raise ValueError(f"'x' must have {c} channels in its last dimension "
                                  f"(got shape {tuple(t.shape)})")
+
+    def _check_inputs(self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor,
+                      edge_attr: Tensor) -> None:
+        self._check_features(x_src, x_dst)
         if not isinstance(edge_index, Tensor) or edge_index.is_sparse:
             raise TypeError("'edge_index' must be a dense (2, E) integer Tensor (LGAConv needs "
                             "per-edge 'edge_attr')")
@@ -284,10 +297,11 @@ class LGAConv(MessagePassing):
             raise ValueError(f"'edge_attr' must have shape (E, {self.edge_dim}) with "
                              f"E={edge_index.size(1)} (got shape {tuple(edge_attr.shape)})")
 
-    def forward(self, x: Union[Tensor, PairTensor], edge_index: Tensor,
+    def forward(self, x: Union[Tensor, PairTensor], edge_index: Optional[Tensor],
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
                 return_attention_weights: bool = False, *,
-                pos: Union[Tensor, PairTensor, None] = None
+                pos: Union[Tensor, PairTensor, None] = None,
+                neighbors: Optional[Tensor] = None
                 ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
         r"""Runs the layer.
 
@@ -295,7 +309,7 @@ class LGAConv(MessagePassing):
             x (Tensor or (Tensor, Tensor)): Node features ``(N, C)`` or
                 ``(B, N, C)`` (``B`` graphs with the same ``edge_index``).
             edge_index (Tensor): ``(2, E)``, row 0 the neighbours ``j``, row 1
-                the centres ``i``.
+                the centres ``i``; :obj:`None` when ``neighbors`` is given.
             edge_attr (Tensor, optional): ``(E, edge_dim)``. Required unless
                 ``pos`` is given.
             size ((int, int), optional): Numbers of source and target nodes.
@@ -303,8 +317,22 @@ class LGAConv(MessagePassing):
                 ``(edge_index, alpha)``. (default: :obj:`False`)
             pos (Tensor, optional): Node positions; when ``edge_attr`` is
                 :obj:`None` it is set to ``pos[j] - pos[i]``.
+            neighbors (LongTensor, optional): The graph as an ``(N, K)``
+                neighbour table instead of ``edge_index`` (row ``i``: the
+                neighbours of centre ``i``, ``-1`` padding; from
+                :func:`graphs.nearest_neighbors` or
+                :func:`graphs.to_neighbor_table`). Runs the memory-lean dense
+                path of :mod:`graphattn.neighbor_attention`; ``edge_attr``, if
+                given, is then ``(N, K, edge_dim)``, and the attention weights
+                come back for ``graphs.neighbors_to_edge_index(neighbors)``.
         """
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
+        if neighbors is not None:
+            return self._forward_table(x_src, x_dst, neighbors, edge_attr, pos,
+                                       return_attention_weights)
+        if edge_index is None:
+            raise ValueError("'edge_index' of shape (2, E) is required (or pass the graph as "
+                             "an (N, K) table through 'neighbors')")
         if edge_attr is None:
             if pos is None:
                 raise ValueError("'edge_attr' of shape (E, edge_dim) is required (or pass "
@@ -323,6 +351,56 @@ class LGAConv(MessagePassing):
             out = self.act(out)
         if return_attention_weights:
             return out, (edge_index, alpha.squeeze(-1))
+        return out
+
+    def _check_table(self, x_src: Tensor, x_dst: Tensor, neighbors: Tensor,
+                     edge_attr: Optional[Tensor], pos: Any) -> None:
+        self._check_features(x_src, x_dst)
+        if not isinstance(neighbors, Tensor) or neighbors.dtype not in (torch.long, torch.int):
+            raise TypeError("'neighbors' must be an (N, K) integer tensor "
+                            f"(got {getattr(neighbors, 'dtype', type(neighbors).__name__)})")
+        if neighbors.dim() != 2 or neighbors.size(0) != x_dst.size(-2):
+            raise ValueError(f"'neighbors' must have shape (N, K) with N={x_dst.size(-2)} "
+                             f"(got shape {tuple(neighbors.shape)})")
+        # The range check reads the data: skipped under torch.compile (no graph break).
+        if not torch.compiler.is_compiling() and neighbors.numel() and (
+                int(neighbors.min()) < -1 or int(neighbors.max()) >= x_src.size(-2)):
+            raise ValueError(f"'neighbors' entries must lie in [0, {x_src.size(-2)}) or be -1 "
+                             "(padding)")
+        if edge_attr is not None:
+            if not isinstance(edge_attr, Tensor) or edge_attr.shape != (
+                    *neighbors.shape, self.edge_dim):
+                raise ValueError(f"'edge_attr' must have shape (N, K, {self.edge_dim}) = "
+                                 f"{(*neighbors.shape, self.edge_dim)} with 'neighbors' (got "
+                                 f"{getattr(edge_attr, 'shape', type(edge_attr).__name__)})")
+        elif pos is None:
+            raise ValueError("'edge_attr' of shape (N, K, edge_dim) is required with "
+                             "'neighbors' (or pass 'pos' for relative positions)")
+
+    def _forward_table(self, x_src: Tensor, x_dst: Tensor, neighbors: Tensor,
+                       edge_attr: Optional[Tensor], pos: Union[Tensor, PairTensor, None],
+                       return_attention_weights: bool):
+        self._check_table(x_src, x_dst, neighbors, edge_attr, pos)
+        neighbors = neighbors.long()
+        q, v = self.lin_att(x_dst), self.lin_value(x_src)
+        batched = q.dim() == 3
+        q, v = (q, v) if batched else (q.unsqueeze(0), v.unsqueeze(0))
+        chunk = self.chunk_size or default_chunk_size(
+            neighbors.size(0), neighbors.size(1), max(v.size(-1), q.size(-1)))
+        pos_src, pos_dst = (None, None) if pos is None else (
+            (pos, pos) if isinstance(pos, Tensor) else pos)
+        logits = neighbor_logits(q, neighbors, self.edge_encoder, chunk,
+                                 edge_attr=None if edge_attr is None else edge_attr.to(q.dtype),
+                                 pos_src=pos_src, pos_dst=pos_dst)
+        valid = neighbors >= 0
+        alpha = neighbor_softmax(logits, valid, self.normalize)
+        out = neighbor_weighted_sum(alpha, v, neighbors, chunk)
+        if self.act is not None:
+            out = self.act(out)
+        if not batched:
+            out, alpha = out.squeeze(0), alpha.squeeze(0)
+        if return_attention_weights:
+            return out, (neighbors_to_edge_index(neighbors), alpha[..., valid])
         return out
 
     def edge_update(self, q_i: Tensor, e: Tensor, index: Tensor, ptr: Optional[Tensor],

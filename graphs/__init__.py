@@ -10,13 +10,14 @@ from .latent import LatentGraph, latent_edge_index, latent_graph, latent_to_netw
 from .neighbors import available_engines, nearest_neighbors
 from .networkx import align_edge_values, from_networkx, receptive_field, to_networkx
 from .point_cloud import point_cloud_to_data
-from .point_graphs import knn_graph, neighbors_to_edge_index, radius_graph
+from .point_graphs import knn_graph, neighbors_to_edge_index, radius_graph, to_neighbor_table
 
 __all__ = [
     'grid_graph', 'grid_stencil', 'grid_edge_count',
     'feature_map_to_batch', 'batch_to_feature_map', 'feature_map_to_nodes',
     'nodes_to_feature_map',
     'knn_graph', 'radius_graph', 'nearest_neighbors', 'neighbors_to_edge_index',
+    'to_neighbor_table',
     'available_engines', 'point_cloud_to_data',
     'to_networkx', 'from_networkx', 'align_edge_values', 'receptive_field',
     'latent_graph', 'latent_edge_index', 'LatentGraph', 'latent_to_networkx',

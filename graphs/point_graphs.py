@@ -8,16 +8,16 @@ installed (see :mod:`graphs.neighbors` for the engines).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .neighbors import nearest_neighbors
-from .validation import (check_batch, check_flow, check_points, check_positive_float,
-                         check_positive_int)
+from .validation import (check_batch, check_edge_index, check_flow, check_points,
+                         check_positive_float, check_positive_int)
 
-__all__ = ['knn_graph', 'radius_graph', 'neighbors_to_edge_index']
+__all__ = ['knn_graph', 'radius_graph', 'neighbors_to_edge_index', 'to_neighbor_table']
 
 
 def neighbors_to_edge_index(index: Tensor, flow: str = 'source_to_target') -> Tensor:
@@ -37,6 +37,52 @@ def neighbors_to_edge_index(index: Tensor, flow: str = 'source_to_target') -> Te
     if flow == 'source_to_target':
         return torch.stack([neighbour, centre], dim=0)
     return torch.stack([centre, neighbour], dim=0)
+
+
+def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
+                      flow: str = 'source_to_target') -> Tuple[Tensor, Tensor]:
+    """Turn an edge index into an ``(N, K)`` neighbour table, the inverse of
+    :func:`neighbors_to_edge_index`.
+
+    Row ``i`` lists the neighbours of centre ``i`` in edge order, padded with
+    ``-1`` up to the largest degree ``K``. The second table holds the position
+    of each entry's edge in ``edge_index`` (``-1`` at padding), so that
+    per-edge values move into the table's layout as ``values[edge_id]``.
+
+    Args:
+        edge_index (LongTensor): ``(2, E)``.
+        num_nodes (int, optional): Number of centres ``N``. (default: one more
+            than the largest centre index)
+        flow (str, optional): ``'source_to_target'`` (row 1 holds the centres)
+            or ``'target_to_source'`` (row 0 does). (default:
+            :obj:`'source_to_target'`)
+
+    Returns:
+        ``(neighbors, edge_id)``, two LongTensors of shape ``(N, K)``.
+    """
+    check_flow(flow)
+    edge_index = check_edge_index('edge_index', edge_index)
+    centre, neighbour = ((edge_index[1], edge_index[0]) if flow == 'source_to_target'
+                         else (edge_index[0], edge_index[1]))
+    if num_nodes is None:
+        num_nodes = int(centre.max()) + 1 if centre.numel() else 0
+    check_positive_int('num_nodes', num_nodes, minimum=0)
+    if centre.numel() and int(centre.max()) >= num_nodes:
+        raise ValueError(f"'edge_index' has a centre index >= num_nodes ({num_nodes})")
+    degree = torch.bincount(centre, minlength=num_nodes)
+    width = int(degree.max()) if num_nodes else 0
+    if centre.numel() > 1 and bool((centre[1:] >= centre[:-1]).all()):
+        order = torch.arange(centre.numel(), device=centre.device)  # already grouped
+    else:
+        order = torch.sort(centre, stable=True).indices
+    ptr = torch.cumsum(degree, 0) - degree
+    sorted_centre = centre[order]
+    slot = torch.arange(order.numel(), device=centre.device) - ptr[sorted_centre]
+    neighbors = centre.new_full((num_nodes, width), -1)
+    edge_id = centre.new_full((num_nodes, width), -1)
+    neighbors[sorted_centre, slot] = neighbour[order]
+    edge_id[sorted_centre, slot] = order
+    return neighbors, edge_id
 
 
 def _prepare(x: Tensor, batch: Optional[Tensor], cosine: bool = False):

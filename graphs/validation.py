@@ -67,6 +67,26 @@ def check_batch(batch: Optional[Tensor], num_nodes: int, *,
     return batch.long()
 
 
+def check_edge_index(name: str, edge_index, num_nodes: Optional[int] = None) -> Tensor:
+    """``edge_index`` must be a ``(2, E)`` integer tensor of indices in ``[0, num_nodes)``."""
+    if not isinstance(edge_index, Tensor) or edge_index.is_sparse:
+        raise TypeError(f"'{name}' must be a dense (2, E) integer torch.Tensor "
+                        f"(got {type(edge_index).__name__})")
+    if edge_index.is_floating_point() or edge_index.is_complex() or (
+            edge_index.dtype == torch.bool):
+        raise TypeError(f"'{name}' must be an integer tensor (got {edge_index.dtype})")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'{name}' must have shape (2, E) (got shape "
+                         f"{tuple(edge_index.shape)})")
+    if edge_index.numel() > 0:
+        if int(edge_index.min()) < 0:
+            raise ValueError(f"'{name}' must hold non-negative node indices")
+        if num_nodes is not None and int(edge_index.max()) >= num_nodes:
+            raise ValueError(f"'{name}' holds node indices >= the number of nodes "
+                             f"({num_nodes})")
+    return edge_index.long()
+
+
 def check_flow(flow: str) -> str:
     if flow not in ('source_to_target', 'target_to_source'):
         raise ValueError("'flow' must be 'source_to_target' or 'target_to_source' "

@@ -1,0 +1,217 @@
+"""The dense neighbour-table path of LGA against message passing and a brute-force loop."""
+import pytest
+import torch
+
+import graphs
+from graphattn import LGA, LGAConv
+from graphattn.neighbor_attention import NeighborWeightedSum, neighbor_weighted_sum
+
+
+def _cloud(n=120, d=3, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, 8, generator=g,
+                                                                   dtype=dtype)
+
+
+# --- graphs.to_neighbor_table -------------------------------------------------------------
+
+def test_to_neighbor_table_inverts_neighbors_to_edge_index_for_shuffled_edges():
+    pos, _ = _cloud()
+    edge_index = graphs.radius_graph(pos, 1.0, loop=True, max_num_neighbors=12)
+    shuffled = edge_index[:, torch.randperm(edge_index.size(1))]
+    table, edge_id = graphs.to_neighbor_table(shuffled, pos.size(0))
+    degree = torch.bincount(edge_index[1], minlength=pos.size(0))
+    assert table.size(1) == int(degree.max())
+    assert torch.equal((table >= 0).sum(1), degree)          # padding only after the degree
+    valid = edge_id >= 0
+    assert torch.equal(valid, table >= 0)
+    assert torch.equal(shuffled[0][edge_id[valid]], table[valid])
+    centres = torch.arange(pos.size(0)).view(-1, 1).expand_as(table)
+    assert torch.equal(shuffled[1][edge_id[valid]], centres[valid])
+    back = graphs.neighbors_to_edge_index(table)
+    assert sorted(map(tuple, back.t().tolist())) == sorted(map(tuple, edge_index.t().tolist()))
+
+
+def test_to_neighbor_table_flow_and_isolated_nodes():
+    edge_index = torch.tensor([[0, 0, 2], [1, 2, 1]])          # node 0 and 3: no incoming edge
+    table, _ = graphs.to_neighbor_table(edge_index, 4)
+    assert table.tolist() == [[-1, -1], [0, 2], [0, -1], [-1, -1]]
+    table_t, _ = graphs.to_neighbor_table(edge_index.flip(0), 4, flow='target_to_source')
+    assert torch.equal(table, table_t)
+
+
+@pytest.mark.parametrize('bad, match', [
+    (torch.tensor([[0.0, 1.0], [1.0, 0.0]]), 'integer'),
+    (torch.tensor([0, 1]), r'\(2, E\)'),
+    (torch.tensor([[0, -1], [1, 0]]), 'non-negative'),
+])
+def test_to_neighbor_table_rejects_bad_edge_index(bad, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        graphs.to_neighbor_table(bad, 2)
+
+
+def test_to_neighbor_table_rejects_centres_beyond_num_nodes():
+    with pytest.raises(ValueError, match='num_nodes'):
+        graphs.to_neighbor_table(torch.tensor([[0, 1], [1, 5]]), 3)
+
+
+# --- LGAConv on the table against message passing ---------------------------------------
+
+def _padded_knn(pos):
+    """kNN over a batch with one cloud smaller than k: rows get -1 padding."""
+    batch = torch.tensor([0] * 100 + [1] * 4 + [2] * 16)
+    edge_index = graphs.knn_graph(pos, 6, batch, loop=True)
+    table, edge_id = graphs.to_neighbor_table(edge_index, pos.size(0))
+    assert (table < 0).any()
+    return edge_index, table, edge_id
+
+
+@pytest.mark.parametrize('normalize', ['softmax', 'sigmoid'])
+@pytest.mark.parametrize('chunk_size', [1, 7, None])
+def test_table_path_equals_message_passing_values_and_gradients(normalize, chunk_size):
+    pos, x = _cloud()
+    edge_index, table, _ = _padded_knn(pos)
+    torch.manual_seed(0)
+    conv = LGAConv(8, 8, 3, edge_encoder='mlp', att_channels=5, normalize=normalize,
+                   chunk_size=chunk_size).double()
+
+    def run(**graph):
+        xg = x.clone().requires_grad_()
+        out = conv(xg, **graph, pos=pos)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
+                                     .view_as(out)).sum(), [xg] + list(conv.parameters()))
+        return out, grads
+
+    out_mp, g_mp = run(edge_index=edge_index)
+    out_tb, g_tb = run(edge_index=None, neighbors=table)
+    torch.testing.assert_close(out_tb, out_mp, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g_tb, g_mp):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_table_path_equals_brute_force_loop():
+    pos, x = _cloud(n=30)
+    table, _ = graphs.nearest_neighbors(pos, 5, loop=True)
+    conv = LGAConv(8, 4, 3, edge_encoder='mlp', act=None).double()
+    out = conv(x, None, pos=pos, neighbors=table)
+    q, v = conv.lin_att(x), conv.lin_value(x)
+    for i in range(x.size(0)):
+        js = table[i]
+        s = torch.stack([q[i] @ conv.edge_encoder(pos[j] - pos[i]) for j in js])
+        expected = (torch.softmax(s, 0).unsqueeze(1) * v[js]).sum(0)
+        torch.testing.assert_close(out[i], expected)
+
+
+def test_table_path_with_edge_attr_batched_features_and_attention():
+    pos, x = _cloud()
+    edge_index, table, edge_id = _padded_knn(pos)
+    edge_attr = torch.randn(edge_index.size(1), 4, dtype=pos.dtype)
+    table_attr = edge_attr[edge_id.clamp(min=0)] * (edge_id >= 0).unsqueeze(-1)
+    xb = torch.stack([x, 2 * x + 1])                         # (B, N, C), shared topology
+    conv = LGAConv(8, 6, 4, edge_encoder='identity').double()
+    out_mp, (ei_mp, alpha_mp) = conv(xb, edge_index, edge_attr, return_attention_weights=True)
+    out_tb, (ei_tb, alpha_tb) = conv(xb, None, table_attr, neighbors=table,
+                                     return_attention_weights=True)
+    torch.testing.assert_close(out_tb, out_mp)
+    # Same edges, returned in table order: compare the weights edge by edge.
+    key_mp = {tuple(e): a for e, a in zip(ei_mp.t().tolist(), alpha_mp.t().tolist())}
+    key_tb = {tuple(e): a for e, a in zip(ei_tb.t().tolist(), alpha_tb.t().tolist())}
+    assert key_mp.keys() == key_tb.keys()
+    for e in key_mp:
+        assert key_tb[e] == pytest.approx(key_mp[e], rel=1e-12, abs=1e-12)
+
+
+def test_node_without_neighbors_gets_zero_output_not_nan():
+    x = torch.randn(3, 4)
+    table = torch.tensor([[0, 1], [-1, -1], [2, -1]])
+    conv = LGAConv(4, 4, 1, act=None, bias=False)
+    out = conv(x, None, torch.zeros(3, 2, 1), neighbors=table)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[1], torch.zeros(4))
+
+
+def test_bipartite_table_path():
+    pos_s, x_s = _cloud(n=40, seed=1)
+    pos_t, x_t = _cloud(n=10, seed=2)
+    table = torch.cdist(pos_t, pos_s).topk(4, largest=False).indices   # (10, 4) into sources
+    edge_index = graphs.neighbors_to_edge_index(table)
+    conv = LGAConv(8, 8, 3, edge_encoder='mlp').double()
+    out_mp = conv((x_s, x_t), edge_index, pos=(pos_s, pos_t), size=(40, 10))
+    out_tb = conv((x_s, x_t), None, pos=(pos_s, pos_t), neighbors=table)
+    torch.testing.assert_close(out_tb, out_mp)
+
+
+def test_stacked_lga_table_path_equals_edge_index_path():
+    pos, x = _cloud()
+    edge_index, table, _ = _padded_knn(pos)
+    model = LGA(8, 6, num_layers=3, edge_dim=3, edge_encoder='mlp', chunk_size=13).double()
+    out_mp, lat_mp = model(x, edge_index, pos=pos, return_latent=True)
+    out_tb, lat_tb = model(x, None, pos=pos, neighbors=table, return_latent=True)
+    torch.testing.assert_close(out_tb, out_mp)
+    torch.testing.assert_close(lat_tb, lat_mp)
+
+
+# --- gradients --------------------------------------------------------------------------
+
+def test_neighbor_weighted_sum_gradcheck_and_gradgradcheck():
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.rand(2, 7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    value = torch.randn(2, 9, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 9, (7, 3), generator=g)
+    index[2, 1] = index[2, 0]                                  # repeated neighbour
+    fn = lambda a, v: NeighborWeightedSum.apply(a, v, index, 3)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (alpha, value))
+    assert torch.autograd.gradgradcheck(fn, (alpha, value))
+
+
+def test_table_path_gradcheck_through_the_layer():
+    pos, x = _cloud(n=12)
+    table, _ = graphs.nearest_neighbors(pos, 4, loop=True)
+    table[3, 2:] = -1
+    conv = LGAConv(8, 3, 3, edge_encoder='mlp', att_channels=4, chunk_size=5).double()
+    xg = x.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: conv(t, None, pos=pos, neighbors=table), (xg,))
+
+
+def test_padding_weight_must_be_zero_for_the_clamped_gather():
+    # neighbor_weighted_sum reads index -1 as node 0: a zero weight must cancel it.
+    alpha = torch.tensor([[[0.5, 0.0]]])
+    value = torch.tensor([[[100.0], [2.0]]])
+    out = neighbor_weighted_sum(alpha, value, torch.tensor([[1, -1]]), 1)
+    assert out.item() == pytest.approx(1.0)
+
+
+# --- bad input --------------------------------------------------------------------------
+
+@pytest.mark.parametrize('table, match', [
+    (torch.zeros(5, 2), 'integer'),
+    (torch.zeros(4, 2, dtype=torch.long), r'\(N, K\)'),
+    (torch.full((5, 2), 7), r'\[0, 5\)'),
+    (torch.full((5, 2), -2), r'\[0, 5\)'),
+])
+def test_bad_neighbor_tables_name_the_argument(table, match):
+    conv = LGAConv(4, 4, 3, edge_encoder='mlp')
+    with pytest.raises((TypeError, ValueError), match=match):
+        conv(torch.randn(5, 4), None, pos=torch.randn(5, 3), neighbors=table)
+
+
+def test_table_path_needs_edge_attr_in_table_layout_or_pos():
+    conv = LGAConv(4, 4, 3, edge_encoder='mlp')
+    table = torch.zeros(5, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"'edge_attr' must have shape \(N, K, 3\)"):
+        conv(torch.randn(5, 4), None, torch.randn(10, 3), neighbors=table)
+    with pytest.raises(ValueError, match="'pos'"):
+        conv(torch.randn(5, 4), None, neighbors=table)
+    with pytest.raises(ValueError, match="'edge_index'"):
+        conv(torch.randn(5, 4), None, pos=torch.randn(5, 3))
+
+
+def test_table_path_compiles_without_graph_breaks():
+    pos, x = _cloud(n=50, dtype=torch.float32)
+    table, _ = graphs.nearest_neighbors(pos, 6, loop=True)
+    model = LGA(8, 8, num_layers=2, edge_dim=3, edge_encoder='mlp', chunk_size=20)
+    explain = torch._dynamo.explain(model)(x, None, pos=pos, neighbors=table)
+    assert explain.graph_break_count == 0
+    compiled = torch.compile(model, backend='aot_eager')
+    torch.testing.assert_close(compiled(x, None, pos=pos, neighbors=table),
+                               model(x, None, pos=pos, neighbors=table))
