@@ -8,6 +8,9 @@ from torch import Tensor
 from torch.nn import Module, ModuleList
 from torch_geometric.nn.dense.linear import Linear
 
+from graphs.adjacency import adjacency_to_edge_index, is_sparse_adjacency
+from graphs.validation import check_dtype
+
 from .lga_conv import LGAConv, _check_int, _check_normalize, relative_positions
 
 __all__ = ['LGA']
@@ -131,6 +134,7 @@ class LGA(Module):
                              f"(B, N, {self.in_channels}) (got shape {tuple(x.shape)})")
         if not x.is_floating_point():
             raise TypeError(f"'x' must be a floating-point tensor (got {x.dtype})")
+        check_dtype('x', x, self.proj.weight.dtype)
 
     def output(self, x: Tensor, latent: Tensor, dim: int = -1) -> Tensor:
         """Concatenate ``[x, latent]`` along ``dim`` and fuse if ``fuse=True``."""
@@ -150,12 +154,15 @@ class LGA(Module):
 
         Args:
             x (Tensor): ``(N, C)`` or ``(B, N, C)``.
-            edge_index (Tensor): ``(2, E)`` (row 0 neighbours, row 1 centres).
+            edge_index (Tensor or SparseTensor): ``(2, E)`` (row 0
+                neighbours, row 1 centres), or a transposed sparse adjacency
+                ``adj_t`` as in :class:`~graphattn.LGAConv`.
             edge_attr (Tensor, optional): ``(E, edge_dim)``; required unless
                 ``pos`` is given.
             batch (Tensor, optional): Graph index of each node. Not needed by
                 the computation (edges never cross graphs); accepted so that
-                the module takes a PyG ``Batch``'s fields.
+                the module takes a PyG ``Batch``'s fields (its shape and integer
+                dtype are checked, its values are not).
             pos (Tensor, optional): Node positions; ``edge_attr`` defaults to
                 ``pos[j] - pos[i]``.
             neighbors (LongTensor, optional): The graph as an ``(N, K)``
@@ -177,6 +184,12 @@ class LGA(Module):
                                   or batch.numel() != x.size(-2)):
             raise ValueError(f"'batch' must have shape ({x.size(-2)},) "
                              f"(got {getattr(batch, 'shape', type(batch).__name__)})")
+        if batch is not None and (batch.is_floating_point() or batch.dtype == torch.bool):
+            raise TypeError(f"'batch' must be an integer tensor (got {batch.dtype})")
+        if is_sparse_adjacency(edge_index):  # convert PyG's adj_t once, not per layer
+            edge_index, values = adjacency_to_edge_index(edge_index)
+            if edge_attr is None and values is not None and values.dim() == 2:
+                edge_attr = values
         if edge_attr is None and pos is not None and neighbors is None:
             if edge_index is None:
                 raise ValueError("'edge_index' of shape (2, E) is required (or pass the graph "

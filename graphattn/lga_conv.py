@@ -8,12 +8,14 @@ import torch
 from torch import Tensor
 from torch.nn import Module, Parameter
 from torch_geometric.nn.conv import MessagePassing
-from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.dense.linear import Linear, is_uninitialized_parameter
 from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import softmax
 
 from graphs import neighbors_to_edge_index
+from graphs.adjacency import adjacency_to_edge_index, is_sparse_adjacency
+from graphs.validation import check_dtype, select_nodes
 from graphs.validation import check_positive_int as _check_int
 
 from .neighbor_attention import (default_chunk_size, neighbor_logits, neighbor_softmax,
@@ -47,10 +49,21 @@ def relative_positions(pos: Union[Tensor, PairTensor], edge_index: Tensor) -> Te
 
     ``edge_index[0]`` holds the sources (neighbours ``j``) and ``edge_index[1]``
     the targets (centres ``i``), as everywhere in :mod:`graphs`. ``pos`` may be
-    a pair ``(pos_src, pos_dst)`` for bipartite graphs.
+    a pair ``(pos_src, pos_dst)`` for bipartite graphs. Positions must be
+    floating ``(N, D)`` tensors; an index outside ``[0, N)`` raises an
+    :class:`IndexError` naming ``edge_index`` (values are not checked: NaN
+    positions give NaN offsets).
     """
     pos_src, pos_dst = (pos, pos) if isinstance(pos, Tensor) else pos
-    return pos_src.index_select(0, edge_index[0]) - pos_dst.index_select(0, edge_index[1])
+    for p in (pos_src, pos_dst):
+        if not isinstance(p, Tensor) or p.dim() != 2 or not p.is_floating_point():
+            raise ValueError("'pos' must be a floating (N, D) tensor or a pair of them (got "
+                             f"{getattr(p, 'shape', type(p).__name__)})")
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError("'edge_index' must have shape (2, E) (got "
+                         f"{getattr(edge_index, 'shape', type(edge_index).__name__)})")
+    return (select_nodes('edge_index', pos_src, edge_index[0])
+            - select_nodes('edge_index', pos_dst, edge_index[1]))
 
 
 class GroupedLinear(Module):
@@ -279,6 +292,9 @@ class LGAConv(MessagePassing):
             if c != -1 and t.size(-1) != c:
                 raise ValueError(f"'x' must have {c} channels in its last dimension "
                                  f"(got shape {tuple(t.shape)})")
+        if not is_uninitialized_parameter(self.lin_att.weight):
+            for t in (x_src, x_dst):
+                check_dtype('x', t, self.lin_att.weight.dtype)
 
     def _check_inputs(self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor,
                       edge_attr: Tensor) -> None:
@@ -308,8 +324,12 @@ class LGAConv(MessagePassing):
         Args:
             x (Tensor or (Tensor, Tensor)): Node features ``(N, C)`` or
                 ``(B, N, C)`` (``B`` graphs with the same ``edge_index``).
-            edge_index (Tensor): ``(2, E)``, row 0 the neighbours ``j``, row 1
-                the centres ``i``; :obj:`None` when ``neighbors`` is given.
+            edge_index (Tensor or SparseTensor): ``(2, E)``, row 0 the
+                neighbours ``j``, row 1 the centres ``i``; or a transposed
+                sparse adjacency ``adj_t`` (``torch_sparse.SparseTensor`` or
+                ``torch.sparse`` COO/CSR, entry ``(i, j)`` = edge ``j -> i``),
+                whose 2-D values, if any, serve as ``edge_attr``;
+                :obj:`None` when ``neighbors`` is given.
             edge_attr (Tensor, optional): ``(E, edge_dim)``. Required unless
                 ``pos`` is given.
             size ((int, int), optional): Numbers of source and target nodes.
@@ -333,6 +353,10 @@ class LGAConv(MessagePassing):
         if edge_index is None:
             raise ValueError("'edge_index' of shape (2, E) is required (or pass the graph as "
                              "an (N, K) table through 'neighbors')")
+        if is_sparse_adjacency(edge_index):  # PyG's adj_t: its values are the edge_attr
+            edge_index, values = adjacency_to_edge_index(edge_index)
+            if edge_attr is None and values is not None and values.dim() == 2:
+                edge_attr = values
         if edge_attr is None:
             if pos is None:
                 raise ValueError("'edge_attr' of shape (E, edge_dim) is required (or pass "

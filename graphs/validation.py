@@ -36,8 +36,9 @@ def check_points(name: str, pos) -> Tensor:
                         f"(got {type(pos).__name__})")
     if pos.dim() == 1:
         pos = pos.view(-1, 1)
-    if pos.dim() != 2:
-        raise ValueError(f"'{name}' must have shape (N, D) (got shape {tuple(pos.shape)})")
+    if pos.dim() != 2 or pos.size(1) == 0:
+        raise ValueError(f"'{name}' must have shape (N, D) with D >= 1 "
+                         f"(got shape {tuple(pos.shape)})")
     if not pos.is_floating_point():
         raise TypeError(f"'{name}' must be a floating-point tensor (got {pos.dtype})")
     if pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
@@ -92,3 +93,41 @@ def check_flow(flow: str) -> str:
         raise ValueError("'flow' must be 'source_to_target' or 'target_to_source' "
                          f"(got {flow!r})")
     return flow
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"'{name}' must be a bool (got {type(value).__name__})")
+    return value
+
+
+def check_dtype(name: str, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` must have the dtype of the module's parameters (unless autocast is on).
+
+    PyTorch's own message for this mismatch ("mat1 and mat2 must have the same
+    dtype") names neither the argument nor the fix. Under :func:`torch.autocast`
+    mixed dtypes are expected and left to autocast. Reads no data: free under
+    ``torch.compile``.
+    """
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"'{name}' has dtype {x.dtype} but the module's parameters are "
+                        f"{dtype}: convert one to the other (module.to({x.dtype}) or "
+                        f"{name}.to({dtype})), or run under torch.autocast")
+    return x
+
+
+def select_nodes(name: str, values: Tensor, index: Tensor) -> Tensor:
+    """``values.index_select(0, index)`` with an error naming ``name`` for bad indices.
+
+    ``index`` must be an integer tensor; an index that is negative or
+    ``>= values.size(0)`` raises an :class:`IndexError` naming ``name`` (on CPU;
+    CUDA kernels assert on the device instead). Nothing is checked up front, so
+    valid input costs no device sync and ``torch.compile`` traces it.
+    """
+    if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+        raise TypeError(f"'{name}' must be an integer tensor (got {index.dtype})")
+    try:
+        return values.index_select(0, index)
+    except IndexError as error:
+        raise IndexError(f"'{name}' holds node indices outside [0, {values.size(0)}) "
+                         f"(negative or too large)") from error
