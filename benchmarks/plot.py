@@ -1,0 +1,77 @@
+"""Log–log plot of forward+backward time against pixels, from the suites' JSON.
+
+``python benchmarks/plot.py [--results benchmarks/results] [--out docs/scaling.png]``
+reads ``lga.json`` and ``latentgnn.json`` (written by ``run.py lga latentgnn``)
+and draws one line per implementation, with a dashed slope-1 guide: a line
+parallel to it scales linearly in the number of pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Dict, List, Tuple
+
+LINES = [  # (suite, impl, label, style)
+    ('lga', 'fast', 'LGA2d, fast path (C=64, L=4)', 'o-'),
+    ('lga', 'message_passing', 'LGA2d, message passing', 'o:'),
+    ('lga', 'unfold', 'LGA, naive unfold', 'o--'),
+    ('latentgnn', 'fused', 'LatentGNN2d, fused (C=256, d=100)', 's-'),
+    ('latentgnn', 'authors', "LatentGNN, authors' bmm", 's--'),
+    ('latentgnn', 'nonlocal', 'non-local block (C=256)', '^-'),
+]
+
+
+def series(results: str) -> Dict[Tuple[str, str], List[Tuple[int, float]]]:
+    out: Dict[Tuple[str, str], List[Tuple[int, float]]] = {}
+    for suite in ('lga', 'latentgnn'):
+        path = os.path.join(results, f'{suite}.json')
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            rows = json.load(f)['rows']
+        for row in rows:
+            if row['ms'] == '':
+                continue
+            side = int(row['size'].split('x')[0])
+            out.setdefault((suite, row['impl']), []).append((side * side, row['ms']))
+    return out
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--results', default='benchmarks/results')
+    parser.add_argument('--out', default='docs/scaling.png')
+    args = parser.parse_args(argv)
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    data = series(args.results)
+    if not data:
+        raise SystemExit(f'no lga.json or latentgnn.json in {args.results}: run '
+                         '`python benchmarks/run.py lga latentgnn` first')
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for suite, impl, label, style in LINES:
+        points = sorted(data.get((suite, impl), []))
+        if points:
+            ax.plot([p for p, _ in points], [t for _, t in points], style, label=label)
+    xs = sorted({p for pts in data.values() for p, _ in pts})
+    first = min(t for pts in data.values() for _, t in pts)
+    ax.plot([xs[0], xs[-1]], [first, first * xs[-1] / xs[0]], 'k--', lw=0.8, alpha=0.5,
+            label='slope 1 (linear)')
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('pixels per map (batch 2)')
+    ax.set_ylabel('forward + backward, ms')
+    ax.set_title('Time against map size (2-core CPU)')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+    fig.savefig(args.out, dpi=120)
+    print(f'wrote {args.out}')
+    return args.out
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,162 @@
+"""Forward+backward time and peak memory of the node-level modules on point clouds.
+
+A random 3-D cloud of N points (uniform in the unit cube), its kNN graph with
+k = 16 and self-loops, and C = 32 features. Each case runs in a fresh
+subprocess; the graph is built before timing and its memory is not counted.
+
+Implementations:
+
+* ``lga_table``: :class:`graphattn.LGA` (2 layers, ``edge_encoder='mlp'``,
+  relative positions) on the ``(N, k)`` neighbour table: the dense path.
+* ``lga_mp``: the same module and weights on ``edge_index``: PyG message
+  passing, i.e. the same maths as plain gather–scatter.
+* ``point_transformer``: PyG's :class:`~torch_geometric.nn.PointTransformerConv`
+  (32 -> 32) on the same ``edge_index``: the peer local attention layer.
+* ``latentgnn``: :class:`graphattn.LatentGNN` (d = 100, channel stride 1)
+  on the N nodes: the global module's cost next to the local ones.
+
+Where a message-passing case is planned to need more than ``--memory-limit``
+(its per-edge tensors, linear in E), it is not run and the table says how much
+it would need, extrapolated from the largest size measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from typing import Dict, List
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+from common import median_time, print_table, write_json  # noqa: E402
+
+K = 16
+CHANNELS = 32
+IMPLS = ['lga_table', 'lga_mp', 'point_transformer', 'latentgnn']
+
+
+def current_rss() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def build(impl: str, n: int):
+    """The module and a step closure running forward+backward once."""
+    import graphs
+    from graphattn import LGA, LatentGNN
+    torch.manual_seed(0)
+    pos = torch.rand(n, 3)
+    x = torch.randn(n, CHANNELS, requires_grad=True)
+    table, _ = graphs.nearest_neighbors(pos, K, loop=True)
+    if impl == 'latentgnn':
+        module = LatentGNN(CHANNELS, latent_dims=[100], channel_stride=1)
+        return module, lambda: module(x)
+    if impl == 'point_transformer':
+        from torch_geometric.nn import PointTransformerConv
+        module = PointTransformerConv(CHANNELS, CHANNELS)
+        edge_index = graphs.neighbors_to_edge_index(table)
+        return module, lambda: module(x, pos, edge_index)
+    module = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3, edge_encoder='mlp')
+    if impl == 'lga_table':
+        return module, lambda: module(x, None, pos=pos, neighbors=table)
+    edge_index = graphs.neighbors_to_edge_index(table)
+    del table
+    return module, lambda: module(x, edge_index, pos=pos)
+
+
+def run_case(impl: str, n: int, repeats: int) -> Dict[str, float]:
+    module, forward = build(impl, n)
+    params = list(module.parameters())
+
+    def step():
+        forward().sum().backward()
+        for p in params:
+            p.grad = None
+
+    before = current_rss()
+    seconds = median_time(step, repeats=repeats, warmup=1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {'seconds': seconds, 'peak_bytes': max(peak - before, 0)}
+
+
+def in_subprocess(impl: str, n: int, repeats: int, timeout: int) -> Dict[str, object]:
+    cmd = [sys.executable, __file__, '--case', impl, str(n), '--repeats', str(repeats)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'error': f'over {timeout} s'}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ['killed'])[-1]
+        return {'error': 'out of memory' if done.returncode in (-9, 137) else last[:80]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> List[Dict[str, object]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--sizes', type=int, nargs='+', default=[10_000, 100_000, 1_000_000])
+    parser.add_argument('--impls', nargs='+', default=IMPLS, choices=IMPLS)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--timeout', type=int, default=900, help='seconds per case')
+    parser.add_argument('--memory-limit', type=float, default=18.0,
+                        help='GiB a case may plan to use (the machine has 24)')
+    parser.add_argument('--out', default='benchmarks/results')
+    parser.add_argument('--case', nargs=2, metavar=('IMPL', 'N'), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats)))
+        return []
+
+    rows: List[Dict[str, object]] = []
+    measured: Dict[str, Dict[int, int]] = {}       # impl -> {n: peak bytes}
+    for n in sorted(args.sizes):
+        for impl in args.impls:
+            need = _extrapolated(measured.get(impl, {}), n)
+            if need > args.memory_limit * 2 ** 30:
+                result = {'error': f'not run: needs ≈ {need / 2 ** 30:.0f} GiB '
+                                   '(linear in N from the size below)'}
+            else:
+                result = in_subprocess(impl, n, args.repeats, args.timeout)
+            row: Dict[str, object] = {'points': n, 'impl': impl}
+            if 'error' in result:
+                row.update({'ms': '', 'peak MiB': '', 'note': result['error']})
+            else:
+                measured.setdefault(impl, {})[n] = result['peak_bytes']
+                row.update({'ms': round(1000 * result['seconds'], 1),
+                            'peak MiB': round(result['peak_bytes'] / 2 ** 20, 1), 'note': ''})
+            rows.append(row)
+            print_table(f'{impl}, {n} points', [row])
+    _add_ratios(rows)
+    print_table(f'point clouds: k={K}, C={CHANNELS}, forward+backward, median of '
+                f'{args.repeats}', rows)
+    print(f"JSON: {write_json('points', rows, args.out)}")
+    return rows
+
+
+def _extrapolated(peaks: Dict[int, int], n: int) -> float:
+    """Peak memory at ``n`` points, linear in N from the largest smaller size measured."""
+    smaller = [m for m in peaks if m < n]
+    if not smaller:
+        return 0.0
+    m = max(smaller)
+    return peaks[m] * n / m
+
+
+def _add_ratios(rows: List[Dict[str, object]]) -> None:
+    """Each row's time and memory over the table path's, at the same size."""
+    base = {r['points']: r for r in rows if r['impl'] == 'lga_table' and r['ms'] != ''}
+    for row in rows:
+        b = base.get(row['points'])
+        ok = b is not None and row['ms'] != '' and row['impl'] != 'lga_table'
+        row['time / table'] = round(row['ms'] / b['ms'], 2) if ok else ''
+        ok = ok and b['peak MiB'] and row['peak MiB'] != ''
+        row['memory / table'] = round(row['peak MiB'] / b['peak MiB'], 2) if ok else ''
+
+
+if __name__ == '__main__':
+    main()
