@@ -222,3 +222,136 @@ def cortex_split() -> Tuple[Cortex, Cortex]:
     right = Cortex(pos=mirrored, faces=right.faces[:, [0, 2, 1]], labels=right.labels,
                    hemisphere='right (mirrored)')
     return left, right
+
+
+# --- Synthetic haze on real photos (the dehazing tutorial, examples/dehaze.py) -------------
+#
+# The photos are real (they ship inside scikit-image's wheel); the haze is synthetic. We add it
+# with the atmospheric scattering model I(x) = J(x) t(x) + A (1 - t(x)), t(x) = exp(-beta d(x)).
+# No depth map comes with these photos, so d(x) is a made-up but plausible depth: a linear ramp
+# (far at the top, tilted up to 30 degrees either way) plus smooth low-frequency noise, rescaled
+# to [0.1, 1.0]. Train and test crops come from different photos.
+
+DEHAZE_TRAIN_PHOTOS = ('astronaut', 'coffee', 'immunohistochemistry', 'camera', 'brick', 'grass',
+                       'clock')
+DEHAZE_TEST_PHOTOS = ('rocket', 'chelsea', 'coins', 'gravel')
+DEHAZE_PHOTOS = DEHAZE_TRAIN_PHOTOS + DEHAZE_TEST_PHOTOS
+
+
+def load_photo(name: str) -> torch.Tensor:
+    """A real photo from scikit-image as a float (3, H, W) RGB tensor in [0, 1].
+
+    Grey-level photos are repeated over the three channels.
+    """
+    if name not in DEHAZE_PHOTOS:
+        raise ValueError(f"unknown photo {name!r}; choose one of {DEHAZE_PHOTOS}")
+    _require('skimage')
+    import skimage.data
+    image = np.asarray(getattr(skimage.data, name)(), dtype=np.float32) / 255.0
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(image[..., :3].transpose(2, 0, 1)))
+
+
+def add_haze(clean: torch.Tensor, depth: torch.Tensor, airlight, beta) -> Tuple[torch.Tensor,
+                                                                                  torch.Tensor]:
+    """Atmospheric scattering model: returns ``(hazy, transmission)``.
+
+    ``hazy = clean * t + airlight * (1 - t)`` with ``t = exp(-beta * depth)``; ``clean`` is
+    (..., C, H, W), ``depth`` (..., H, W) broadcast over the channels, ``airlight`` and ``beta``
+    numbers (or tensors that broadcast like ``depth``).
+    """
+    transmission = torch.exp(-beta * depth)
+    t = transmission.unsqueeze(-3)
+    return clean * t + airlight * (1 - t), transmission
+
+
+def synthetic_depth(size: int, generator: torch.Generator, near: float = 0.1,
+                    far: float = 1.0) -> torch.Tensor:
+    """A plausible scene depth for a ``size x size`` crop, in ``[near, far]``.
+
+    A linear ramp, far at the top (the sky/horizon side of most photos), tilted by a random
+    angle in [-30, 30] degrees, plus 0.5 x a smooth random field (a 4x4 grid of Gaussian values,
+    bicubically upsampled); the sum is rescaled to exactly ``[near, far]``.
+    """
+    angle = (torch.rand((), generator=generator) * 2 - 1) * (np.pi / 6)
+    coords = torch.linspace(-0.5, 0.5, size)
+    rows, cols = coords.view(-1, 1), coords.view(1, -1)
+    ramp = -(torch.cos(angle) * rows + torch.sin(angle) * cols)      # larger = farther (top)
+    grid = torch.randn(1, 1, 4, 4, generator=generator)
+    noise = torch.nn.functional.interpolate(grid, size=(size, size), mode='bicubic',
+                                            align_corners=True)[0, 0]
+    noise = noise / noise.std().clamp_min(1e-6)
+    raw = ramp / ramp.std().clamp_min(1e-6) + 0.5 * noise
+    raw = (raw - raw.min()) / (raw.max() - raw.min()).clamp_min(1e-6)
+    return near + (far - near) * raw
+
+
+def stable_seed(*values: int) -> int:
+    """A seed that depends only on ``values`` (unlike ``hash``, stable across Python builds)."""
+    return int(np.random.SeedSequence(list(values)).generate_state(1, np.uint64)[0] % (2 ** 62))
+
+
+@dataclass
+class HazySample:
+    hazy: torch.Tensor          # (3, S, S) in [0, 1]: the network's input
+    clean: torch.Tensor         # (3, S, S): the crop of the real photo, the target
+    depth: torch.Tensor         # (S, S) synthetic depth in [0.1, 1.0]
+    transmission: torch.Tensor  # (S, S) exp(-beta * depth)
+    airlight: float             # A, uniform in airlight_range
+    beta: float                 # scattering coefficient, uniform in beta_range
+    photo: str                  # which scikit-image photo the crop comes from
+    box: Tuple[int, int, int]   # (row, col, size) of the crop in that photo
+
+
+class HazyCrops(torch.utils.data.Dataset):
+    """Synthetic haze on ``size x size`` crops of real scikit-image photos.
+
+    Train crops come from :data:`DEHAZE_TRAIN_PHOTOS` only, test crops from
+    :data:`DEHAZE_TEST_PHOTOS` only (no photo is in both). Each sample is a pure function of
+    ``(seed, split, index)``: the photo (uniform over the split's photos), the crop position
+    (uniform), the depth (:func:`synthetic_depth`), the airlight A (uniform in
+    ``airlight_range``, the same grey value in all channels) and beta (uniform in
+    ``beta_range``). With depth in [0.1, 1.0] and beta in [0.8, 2.0] the transmission lies in
+    [0.135, 0.923]: the farthest parts of a crop are heavily hazed, the nearest only lightly.
+    """
+
+    def __init__(self, split: str = 'train', length: int = 1000, *, size: int = 64,
+                 airlight_range: Tuple[float, float] = (0.7, 1.0),
+                 beta_range: Tuple[float, float] = (0.8, 2.0), seed: int = 0):
+        if split not in ('train', 'test'):
+            raise ValueError(f"'split' must be 'train' or 'test' (got {split!r})")
+        self.split, self.length, self.size, self.seed = split, length, size, seed
+        self.airlight_range, self.beta_range = airlight_range, beta_range
+        self.photo_names = DEHAZE_TRAIN_PHOTOS if split == 'train' else DEHAZE_TEST_PHOTOS
+        self.photos = [load_photo(name) for name in self.photo_names]
+        smallest = min(min(p.shape[-2:]) for p in self.photos)
+        if size > smallest:
+            raise ValueError(f"'size' must be at most {smallest}, the smallest photo's side")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample(self, index: int) -> HazySample:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        split_code = 0 if self.split == 'train' else 1
+        g = torch.Generator().manual_seed(stable_seed(self.seed, split_code, index))
+        which = int(torch.randint(len(self.photos), (1,), generator=g))
+        photo = self.photos[which]
+        row = int(torch.randint(photo.size(1) - self.size + 1, (1,), generator=g))
+        col = int(torch.randint(photo.size(2) - self.size + 1, (1,), generator=g))
+        clean = photo[:, row:row + self.size, col:col + self.size].clone()
+        depth = synthetic_depth(self.size, g)
+        lo, hi = self.airlight_range
+        airlight = float(lo + (hi - lo) * torch.rand((), generator=g))
+        lo, hi = self.beta_range
+        beta = float(lo + (hi - lo) * torch.rand((), generator=g))
+        hazy, transmission = add_haze(clean, depth, airlight, beta)
+        return HazySample(hazy=hazy, clean=clean, depth=depth, transmission=transmission,
+                          airlight=airlight, beta=beta, photo=self.photo_names[which],
+                          box=(row, col, self.size))
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        s = self.sample(index)
+        return s.hazy, s.clean

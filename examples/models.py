@@ -79,3 +79,37 @@ class SegNet(nn.Module):
         logits = F.interpolate(self.decoder(features), size=image.shape[-2:], mode='bilinear',
                                align_corners=False)
         return (logits, latent) if return_latent else logits
+
+
+class DehazeNet(nn.Module):
+    """A small U-Net-like encoder-decoder for image restoration (the dehazing tutorial).
+
+    Encoder: full, 1/2 and 1/4 resolution (conv blocks as in :class:`SegNet`, widths w, 2w,
+    4w); the context block (none, LGA, LatentGNN, ... see :func:`context_block`) sits on the
+    1/4 map; the decoder upsamples twice, concatenating the encoder's skip features, and
+    predicts a residual: ``clean = hazy + residual``. Removing haze needs the airlight A and
+    the transmission t, which are smooth over the whole crop: a pixel's correction depends on
+    its surroundings.
+    """
+
+    def __init__(self, context: str = 'none', width: int = 16, channels: int = 3):
+        super().__init__()
+        self.context_name = context
+        self.enc1 = conv_block(channels, width)                              # full resolution
+        self.enc2 = conv_block(width, 2 * width, 2)                          # 1/2
+        self.enc3 = nn.Sequential(conv_block(2 * width, 4 * width, 2),       # 1/4
+                                  conv_block(4 * width, 4 * width))
+        self.context = context_block(context, 4 * width)
+        self.dec2 = conv_block(6 * width, 2 * width)
+        self.dec1 = conv_block(3 * width, width)
+        self.head = nn.Conv2d(width, channels, 1)
+
+    def forward(self, hazy: torch.Tensor) -> torch.Tensor:
+        f1 = self.enc1(hazy)
+        f2 = self.enc2(f1)
+        f3 = self.context(self.enc3(f2))
+        up = F.interpolate(f3, size=f2.shape[-2:], mode='bilinear', align_corners=False)
+        d2 = self.dec2(torch.cat([up, f2], 1))
+        up = F.interpolate(d2, size=f1.shape[-2:], mode='bilinear', align_corners=False)
+        d1 = self.dec1(torch.cat([up, f1], 1))
+        return hazy + self.head(d1)
