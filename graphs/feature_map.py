@@ -61,7 +61,7 @@ def feature_map_to_batch(x: Tensor, *, connectivity: int = 8, dilation: int = 1,
     ``dilation`` and ``self_loops``).
 
     Args:
-        x (Tensor): Feature map of shape ``(B, C, H, W)``.
+        x (Tensor): Feature map of shape ``(B, C, H, W)``, ``B, H, W >= 1``.
 
     Returns:
         :class:`~torch_geometric.data.Batch` with ``x`` (B*H*W, C), ``pos``,
@@ -71,6 +71,9 @@ def feature_map_to_batch(x: Tensor, *, connectivity: int = 8, dilation: int = 1,
     """
     x = _check_feature_map(x)
     b, _, h, w = x.shape
+    if b == 0 or h == 0 or w == 0:
+        raise ValueError(f"'x' must hold at least one non-empty map, B, H, W >= 1 "
+                         f"(got shape {tuple(x.shape)})")
     graph = grid_graph(h, w, connectivity=connectivity, dilation=dilation,
                        self_loops=self_loops, device=x.device)
     nodes = feature_map_to_nodes(x)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .validation import check_positive_int
+from .validation import check_bool, check_positive_int
 
 __all__ = ['grid_stencil', 'grid_graph', 'grid_edge_count']
 
@@ -45,6 +45,7 @@ def grid_stencil(connectivity: int = 8, dilation: int = 1,
     """
     _check_connectivity(connectivity)
     check_positive_int('dilation', dilation)
+    check_bool('self_loops', self_loops)
     offsets = []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):

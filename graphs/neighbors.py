@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .validation import (check_batch, check_bool, check_points, check_positive_float,
+                         check_positive_int)
+
 __all__ = ['nearest_neighbors', 'available_engines']
 
 ENGINES = ('auto', 'scipy', 'torch', 'extension')
@@ -102,6 +105,8 @@ def _query_torch(pos: Tensor, batch: Tensor, q: int, max_block: int) -> Tuple[Te
     n = pos.size(0)
     index = torch.full((n, q), -1, dtype=torch.long, device=pos.device)
     dist = torch.full((n, q), float('inf'), dtype=pos.dtype, device=pos.device)
+    if pos.dtype not in (torch.float32, torch.float64):
+        pos = pos.float()  # cdist has no float16/bfloat16 kernels on CPU
     counts = torch.bincount(batch)
     ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     ptr_cpu = ptr.cpu()
@@ -160,7 +165,8 @@ def nearest_neighbors(pos: Tensor, k: int, batch: Optional[Tensor] = None, *,
                       engine: str = 'auto', max_block: int = 1 << 24) -> Tuple[Tensor, Tensor]:
     r"""The ``k`` nearest neighbours of every point within its own cloud.
 
-    Inputs are assumed validated (see :func:`graphs.knn_graph`).
+    Arguments are checked as in :func:`graphs.knn_graph` (``pos`` a finite
+    ``(N, D)`` floating tensor, ``k >= 1``, ``batch`` sorted, ``r > 0``).
 
     Returns:
         ``(index, dist)``, both ``(N, k)``: neighbour indices sorted by distance
@@ -171,6 +177,12 @@ def nearest_neighbors(pos: Tensor, k: int, batch: Optional[Tensor] = None, *,
         when it has duplicates (which do appear, at distance 0). With ``r``,
         only neighbours strictly closer than ``r`` are kept.
     """
+    pos = check_points('pos', pos)
+    check_positive_int('k', k)
+    batch = check_batch(batch, pos.size(0))
+    check_bool('loop', loop)
+    if r is not None:
+        r = check_positive_float('r', r)
     n = pos.size(0)
     device = pos.device
     one_cloud = batch is None

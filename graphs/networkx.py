@@ -13,7 +13,7 @@ from torch_geometric.utils import from_networkx as pyg_from_networkx
 from torch_geometric.utils import to_networkx as pyg_to_networkx
 
 from .grid import grid_graph
-from .validation import check_positive_int
+from .validation import check_edge_index, check_positive_int
 
 __all__ = ['to_networkx', 'from_networkx', 'align_edge_values', 'receptive_field']
 
@@ -62,10 +62,15 @@ def to_networkx(data: Data, *, node_attrs: Optional[Iterable[str]] = None,
     """
     if not isinstance(data, Data):
         raise TypeError(f"'data' must be a torch_geometric Data (got {type(data).__name__})")
+    check_edge_index('data.edge_index', data.edge_index, data.num_nodes)
     shallow = Data(edge_index=data.edge_index, num_nodes=data.num_nodes)
     node_keys = list(node_attrs or [])
     edge_keys = list(edge_attrs or [])
     for key in node_keys + edge_keys:
+        if key not in data:
+            kind = 'node_attrs' if key in node_keys else 'edge_attrs'
+            raise KeyError(f"'{kind}' names {key!r}, which 'data' does not have "
+                           f"(it has {sorted(data.keys())})")
         shallow[key] = data[key]
     if getattr(data, 'pos', None) is not None:
         shallow.pos = data.pos
@@ -99,6 +104,9 @@ def from_networkx(G: Any, group_node_attrs=None, group_edge_attrs=None) -> Data:
     ``pos`` tensor and ``grid_size`` is restored. Other arguments as in
     :func:`torch_geometric.utils.from_networkx`.
     """
+    import networkx as nx
+    if not isinstance(G, nx.Graph):
+        raise TypeError(f"'G' must be a networkx graph (got {type(G).__name__})")
     graph_attrs = dict(G.graph)
     G = G.copy()
     G.graph.clear()
@@ -129,7 +137,12 @@ def receptive_field(height: int, width: int, pixel: Tuple[int, int], hops: int, 
         BoolTensor of shape ``(height, width)``.
     """
     import networkx as nx
+    check_positive_int('height', height)
+    check_positive_int('width', width)
     check_positive_int('hops', hops, minimum=0)
+    if (not isinstance(pixel, (tuple, list)) or len(pixel) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pixel)):
+        raise TypeError(f"'pixel' must be a pair of ints (row, col) (got {pixel!r})")
     row, col = pixel
     if not (0 <= row < height and 0 <= col < width):
         raise ValueError(f"'pixel' must be (row, col) inside the {height}x{width} map "

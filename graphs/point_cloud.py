@@ -46,7 +46,8 @@ def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[
         k (int, optional): Number of nearest neighbours.
         r (float, optional): Neighbourhood radius.
         batch (LongTensor, optional): Sorted cloud index of every point. Clouds
-            with no points (indices skipped in ``batch``) become empty graphs.
+            with no points (indices skipped in ``batch``) become empty graphs;
+            an empty ``batch`` (no cloud at all) is refused.
         loop (bool, optional): Link every point to itself. (default: :obj:`False`)
         max_num_neighbors (int, optional): Cap for radius graphs. (default: :obj:`32`)
         flow (str, optional): Edge direction, as in :func:`graphs.knn_graph`.
@@ -91,7 +92,10 @@ def _split_into_batch(pos: Tensor, x: Optional[Tensor], edge_index: Tensor,
     Collating through :meth:`Batch.from_data_list` keeps the result a real PyG
     batch (``to_data_list``, ``get_example`` and loaders work on it).
     """
-    num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+    if batch.numel() == 0:
+        raise ValueError("'batch' is empty, so there is no cloud to build: pass batch=None "
+                         "for a single (possibly empty) cloud")
+    num_graphs = int(batch.max()) + 1
     node_ptr = torch.cat([batch.new_zeros(1),
                           torch.bincount(batch, minlength=num_graphs).cumsum(0)]).tolist()
     # Edges are ordered by centre node, so each cloud's edges are contiguous.
