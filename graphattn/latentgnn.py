@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphs.latent import latent_edge_index
-from graphs.validation import check_batch
+from graphs.validation import check_batch, check_dtype, check_positive_int
 
 from .latent_propagation import LatentToVisible, VisibleToLatent, l2_normalize_edge_weight
 from .norms import NORMS, NormSpec, make_norm
@@ -435,6 +435,14 @@ class LatentGNNBase(nn.Module):
                             f"(got {type(x).__name__})")
         if not x.is_floating_point():
             raise TypeError(f"'{name}' must be a floating-point tensor (got {x.dtype})")
+        check_dtype(name, x, self.up.weight.dtype)
+
+    def _check_batch_norm_size(self, num_nodes: int, name: str) -> None:
+        # BatchNorm1d's own message names a reduced width, not the input.
+        if self.training and self.norm == 'batch' and num_nodes == 1:
+            raise ValueError(f"'{name}' holds a single node: norm='batch' needs more than one "
+                             "node per batch in training (as BatchNorm2d needs more than one "
+                             "pixel); call .eval() or use norm='layer'")
 
 
 class LatentGNN(LatentGNNBase):
@@ -519,7 +527,8 @@ class LatentGNN(LatentGNNBase):
 
     Norms :math:`\mathcal{N}` (``norm``): ``'batch'`` (default) is batch norm
     over all nodes of the batch (on feature maps: ``BatchNorm2d``'s statistics;
-    it couples the graphs of a batch in training mode, as it does images);
+    it couples the graphs of a batch in training mode, as it does images, and
+    needs more than one node there);
     ``'layer'`` normalises each node over its channels; ``'none'``;
     ``'frozen'`` is an affine map from buffers (identity at init, no
     parameters), as in the authors' detection runs.
@@ -588,8 +597,14 @@ class LatentGNN(LatentGNNBase):
                              f"in_channels={self.in_channels} features per node "
                              f"(got shape {tuple(x.shape)})")
         n = x.size(0)
+        self._check_batch_norm_size(n, 'x')
         if batch is not None and not torch.compiler.is_compiling():
             batch = check_batch(batch, n)
+        if not torch.compiler.is_compiling():
+            if batch_size is not None:
+                check_positive_int('batch_size', batch_size)
+            if max_num_nodes is not None:
+                check_positive_int('max_num_nodes', max_num_nodes)
         if batch is None:
             num_graphs = 1
         elif batch_size is not None:

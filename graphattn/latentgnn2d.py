@@ -73,6 +73,7 @@ class LatentGNN2d(LatentGNNBase):
         b, c, h, w = x.shape
         chosen = self._choose_path(path)
         n = b * h * w
+        self._check_batch_norm_size(n, 'x')
         if n == 0:
             out = x.clone() if self.residual else x.new_zeros(x.shape)
             return (out, []) if return_assignments else out

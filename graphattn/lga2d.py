@@ -6,9 +6,10 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from graphs import grid_graph, grid_stencil
+from graphs import grid_stencil
+from graphs.validation import check_dtype
 
-from .grid_attention import grid_attention
+from .grid_attention import grid_attention, grid_edges
 from .lga import LGA
 from .lga_conv import LGAConv
 
@@ -53,9 +54,9 @@ class LGA2d(LGA):
       once-padded value map (:mod:`graphattn.grid_attention`), whose backward
       recomputes the shifted products instead of storing them. Out-of-image neighbours are left out of
       the softmax, as in the message-passing path where they have no edge.
-    * ``'message_passing'``: :class:`~graphattn.LGAConv` on
-      :func:`graphs.grid_graph` ``(H, W)``, the maps read as ``(B, H*W, C)``
-      node features sharing one topology.
+    * ``'message_passing'``: :class:`~graphattn.LGAConv` on the edges of
+      :func:`graphs.grid_graph` ``(H, W)`` (grouped by direction), the maps
+      read as ``(B, H*W, C)`` node features sharing one topology.
 
     Both paths use the same parameters, so a ``state_dict`` serves either.
 
@@ -112,6 +113,7 @@ class LGA2d(LGA):
                              f"(got shape {tuple(x.shape)})")
         if not x.is_floating_point():
             raise TypeError(f"'x' must be a floating-point tensor (got {x.dtype})")
+        check_dtype('x', x, self.proj.weight.dtype)
         if x.size(2) == 0 or x.size(3) == 0:
             raise ValueError(f"'x' must have a non-empty map, H, W >= 1 (got shape "
                              f"{tuple(x.shape)})")
@@ -139,20 +141,20 @@ class LGA2d(LGA):
     def _latent_message_passing(self, x: Tensor, need_attention: bool
                                 ) -> Tuple[Tensor, List[Tensor]]:
         b, _, height, width = x.shape
-        graph = grid_graph(height, width, connectivity=self.connectivity,
-                           dilation=self.dilation, device=x.device)
-        edge_index, edge_attr = graph.edge_index, graph.edge_attr.to(x.dtype)
+        edge_index, direction = grid_edges(height, width, self.offsets, x.device)
+        edge_attr = torch.eye(len(self.offsets), dtype=x.dtype,
+                              device=x.device).index_select(0, direction)  # one-hot
         h = self.proj(x.flatten(2).transpose(1, 2))  # (B, H*W, C_l)
         maps: List[Tensor] = []
         for conv in self.convs:
             if need_attention:
                 h, (_, alpha) = conv(h, edge_index, edge_attr, return_attention_weights=True)
                 full = alpha.new_zeros(b, len(self.offsets), height * width)
-                full[:, edge_attr.argmax(dim=1), edge_index[1]] = alpha
+                full[:, direction, edge_index[1]] = alpha
                 maps.append(full.view(b, len(self.offsets), height, width))
             else:
                 h = conv(h, edge_index, edge_attr)
-        return h.transpose(1, 2).reshape(b, -1, height, width), maps
+        return h.transpose(1, 2).reshape(b, self.latent_channels, height, width), maps
 
     def forward(self, x: Tensor, *, path: Optional[str] = None, return_latent: bool = False,
                 return_attention_weights: bool = False) -> Union[Tensor, Tuple[Any, ...]]:

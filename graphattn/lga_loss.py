@@ -9,10 +9,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module
 
-from graphs import grid_graph
-from graphs.validation import check_batch
+from graphs import grid_stencil
+from graphs.validation import check_batch, check_positive_int, select_nodes
+
+from .grid_attention import grid_edges
 
 __all__ = ['LGALoss', 'patch_labels', 'pair_divergence', 'DIVERGENCES']
+
+# The 8 neighbours of a pixel (no self-loop): the pairs of the loss on maps.
+_NEIGHBOUR_OFFSETS = tuple(map(tuple, grid_stencil(8, 1, self_loops=False).tolist()))
 
 #: The divergences :class:`LGALoss` accepts.
 DIVERGENCES = ('sym_kl', 'js')
@@ -70,8 +75,11 @@ def patch_labels(label_map: Tensor, grid_size: Union[int, Sequence[int]],
         raise ValueError(f"'label_map' of size {height}x{width} does not divide into the "
                          f"feature grid 'grid_size'={h}x{w}: H and W must be multiples of h "
                          f"and w")
+    if height == 0 or width == 0:
+        raise ValueError(f"'label_map' must have H, W >= 1 (got shape {tuple(label_map.shape)})")
     valid = label_map != ignore_index
-    if bool((label_map[valid] < 0).any()):
+    # The value check reads the data: skipped under torch.compile (no graph break).
+    if not torch.compiler.is_compiling() and bool(((label_map < 0) & valid).any()):
         raise ValueError(f"'label_map' holds negative labels other than "
                          f"ignore_index={ignore_index}")
     ph, pw = height // h, width // w
@@ -80,10 +88,16 @@ def patch_labels(label_map: Tensor, grid_size: Union[int, Sequence[int]],
         return out.squeeze(0) if squeeze else out
     patches = label_map.view(b, h, ph, w, pw).permute(0, 1, 3, 2, 4).reshape(b, h, w, ph * pw)
     valid = valid.view(b, h, ph, w, pw).permute(0, 1, 3, 2, 4).reshape(b, h, w, ph * pw)
-    num_classes = int(torch.where(valid, patches, 0).max()) + 1
-    counts = torch.zeros(b, h, w, num_classes, dtype=torch.long, device=label_map.device)
-    counts.scatter_add_(-1, torch.where(valid, patches, 0), valid.long())
-    out = counts.argmax(dim=-1)  # first maximum: ties go to the smallest label
+    # Majority without a class count (no data-dependent shape): sort each patch,
+    # ignored pixels last; a label's count is the length of its run of equal values.
+    big = torch.iinfo(torch.long).max
+    ranked = torch.where(valid, patches, big).sort(dim=-1).values.contiguous()
+    counts = (torch.searchsorted(ranked, ranked, right=True)
+              - torch.searchsorted(ranked, ranked, right=False))
+    kept = torch.arange(ph * pw, device=label_map.device) < valid.sum(dim=-1, keepdim=True)
+    counts = torch.where(kept, counts, 0)
+    # The first maximum in ascending order: ties go to the smallest label.
+    out = ranked.gather(-1, counts.argmax(dim=-1, keepdim=True)).squeeze(-1)
     out = torch.where(valid.any(dim=-1), out, torch.full_like(out, ignore_index))
     return out.squeeze(0) if squeeze else out
 
@@ -190,7 +204,7 @@ class LGALoss(Module):
         return total / keep.sum().clamp(min=1.0)
 
     def forward(self, latent: Tensor, target: Tensor, edge_index: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None) -> Tensor:
+                batch: Optional[Tensor] = None, *, batch_size: Optional[int] = None) -> Tensor:
         r"""The loss.
 
         Args:
@@ -201,14 +215,22 @@ class LGALoss(Module):
                 :func:`patch_labels`) with a 4-D ``latent``, else ``(N,)``.
             edge_index (Tensor, optional): Node pairs ``(2, E)`` for 2-D
                 ``latent`` (default for maps: the 8-neighbour grid edges).
-            batch (Tensor, optional): Graph of each node, for random pairs.
+            batch (Tensor, optional): Graph of each node (sorted), for random
+                pairs.
+            batch_size (int, optional): Number of graphs in ``batch``
+                (default: ``batch[-1] + 1``, a device sync); with it,
+                ``torch.compile`` traces random pairs on nodes without graph
+                breaks.
+
+        Node indices in ``edge_index`` outside ``[0, N)`` raise an
+        :class:`IndexError` naming ``edge_index`` (on CPU).
         """
         if not isinstance(latent, Tensor) or not latent.is_floating_point():
             raise TypeError("'latent' must be a floating-point Tensor")
         if latent.dim() == 4:
             return self._forward_map(latent, target)
         if latent.dim() == 2:
-            return self._forward_nodes(latent, target, edge_index, batch)
+            return self._forward_nodes(latent, target, edge_index, batch, batch_size)
         raise ValueError("'latent' must have shape (B, C, h, w) or (N, C) "
                          f"(got shape {tuple(latent.shape)})")
 
@@ -221,7 +243,7 @@ class LGALoss(Module):
         y = patch_labels(target, (h, w), self.ignore_index).view(b, h * w)
         logp = F.log_softmax(latent.flatten(2).transpose(1, 2), dim=-1)  # (B, h*w, C)
         costs, keeps = [], []
-        edge_index = grid_graph(h, w, self_loops=False, device=latent.device).edge_index
+        edge_index, _ = grid_edges(h, w, _NEIGHBOUR_OFFSETS, latent.device)
         if edge_index.size(1) > 0:
             src, dst = edge_index[0], edge_index[1]
             c, k = self.pair_costs(logp[:, src], logp[:, dst], y[:, src], y[:, dst])
@@ -241,7 +263,7 @@ class LGALoss(Module):
         return self._reduce(torch.cat(costs), torch.cat(keeps))
 
     def _forward_nodes(self, latent: Tensor, target: Tensor, edge_index: Optional[Tensor],
-                       batch: Optional[Tensor]) -> Tensor:
+                       batch: Optional[Tensor], batch_size: Optional[int]) -> Tensor:
         n = latent.size(0)
         target = _check_labels('target', target)
         if target.shape != (n,):
@@ -258,15 +280,26 @@ class LGALoss(Module):
                 raise ValueError("'edge_index' must have shape (2, E) (got "
                                  f"{getattr(edge_index, 'shape', type(edge_index).__name__)})")
             src, dst = edge_index[0], edge_index[1]
-            c, k = self.pair_costs(logp[src], logp[dst], target[src], target[dst])
+            c, k = self.pair_costs(select_nodes('edge_index', logp, src),
+                                   select_nodes('edge_index', logp, dst),
+                                   target.index_select(0, src), target.index_select(0, dst))
             costs.append(c)
             keeps.append(k * (src != dst).to(k.dtype))
-        if self.num_random_pairs > 0:
+        if self.num_random_pairs > 0 and n > 0:
             if batch is None:
-                batch = torch.zeros(n, dtype=torch.long, device=latent.device)
-            # Pairs are drawn per graph from contiguous node ranges: batch must be sorted.
-            batch = check_batch(batch, n)
-            counts = torch.bincount(batch)
+                counts = torch.full((1,), n, dtype=torch.long, device=latent.device)
+            else:
+                if not torch.compiler.is_compiling():
+                    # Pairs are drawn per graph from contiguous node ranges: sorted batch.
+                    batch = check_batch(batch, n)
+                    if batch_size is not None:
+                        check_positive_int('batch_size', batch_size)
+                        if int(batch[-1]) >= batch_size:
+                            raise ValueError(f"'batch' holds graph index {int(batch[-1])} "
+                                             f"but batch_size={batch_size}")
+                num = int(batch[-1]) + 1 if batch_size is None else batch_size
+                counts = torch.zeros(num, dtype=torch.long, device=latent.device).scatter_add_(
+                    0, batch, torch.ones_like(batch))
             ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
             num_graphs, r = counts.numel(), self.num_random_pairs
             u = torch.rand(2, num_graphs, r, device=latent.device)
@@ -278,6 +311,8 @@ class LGALoss(Module):
             c, k = self.pair_costs(logp[i], logp[j], target[i], target[j])
             costs.append(c)
             keeps.append(k * ((i != j) & nonempty).to(k.dtype))
+        if not costs:
+            return latent.sum() * 0.0
         return self._reduce(torch.cat(costs), torch.cat(keeps))
 
     def __repr__(self) -> str:
