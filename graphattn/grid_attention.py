@@ -47,6 +47,8 @@ class ShiftedWeightedSum(torch.autograd.Function):
     output ``(B, H, W, C)`` (contiguous channels make each shifted
     multiply-add and the backward's per-pixel dot products stream memory).
     Neighbours outside the map read zeros. Saves ``weight`` and ``value`` only.
+    The backward is made of differentiable torch ops (no ``once_differentiable``),
+    so double backward works through it (gradgradcheck in ``tests/test_numerics.py``).
     """
 
     @staticmethod

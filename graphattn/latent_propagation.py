@@ -8,12 +8,25 @@ replaces them by batched matrix products when the bipartite graph is complete.
 """
 from __future__ import annotations
 
-
+import torch
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.utils import scatter
 
-__all__ = ['VisibleToLatent', 'LatentToVisible', 'l2_normalize_edge_weight']
+__all__ = ['VisibleToLatent', 'LatentToVisible', 'l2_normalize_edge_weight', 'inverse_norm']
+
+
+def inverse_norm(sq: Tensor, eps: float = 1e-12) -> Tensor:
+    r""":math:`1 / \max(\sqrt{s}, \epsilon)` of squared norms ``sq``.
+
+    Clamping the square before the root gives the values of clamping the norm
+    (the ``eps`` of :func:`torch.nn.functional.normalize`) with finite
+    derivatives of every order where a norm is zero (an all-zero node, a latent
+    node no edge reaches): there, the double backward of ``sqrt`` or
+    ``linalg.vector_norm`` divides by the zero norm and gives NaN.
+    """
+    # eps^2 underflows in float16: never clamp below the dtype's smallest normal.
+    return sq.clamp_min(max(eps * eps, torch.finfo(sq.dtype).tiny)).rsqrt()
 
 
 def l2_normalize_edge_weight(edge_weight: Tensor, index: Tensor, num_nodes: int,
@@ -27,7 +40,7 @@ def l2_normalize_edge_weight(edge_weight: Tensor, index: Tensor, num_nodes: int,
     (the same clamp as :func:`torch.nn.functional.normalize`).
     """
     sq = scatter(edge_weight * edge_weight, index, dim=0, dim_size=num_nodes, reduce='sum')
-    return edge_weight / sq.sqrt().clamp_min(eps).index_select(0, index)
+    return edge_weight * inverse_norm(sq, eps).index_select(0, index)
 
 
 class VisibleToLatent(MessagePassing):

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from graphs.latent import latent_edge_index
 from graphs.validation import check_batch, check_dtype, check_positive_int
 
-from .latent_propagation import LatentToVisible, VisibleToLatent, l2_normalize_edge_weight
+from .latent_propagation import (LatentToVisible, VisibleToLatent, inverse_norm,
+                                 l2_normalize_edge_weight)
 from .norms import NORMS, NormSpec, make_norm
 
 __all__ = ['LatentGNN', 'LatentAssignment', 'latentgnn_num_parameters']
@@ -65,7 +66,8 @@ def latentgnn_num_parameters(in_channels: int, latent_dims: Sequence[int],
 
 
 def _normalize(x: Tensor, dim: int) -> Tensor:
-    return x / torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(_EPS)
+    """``torch.nn.functional.normalize(x, dim=dim)``, twice differentiable at zero rows."""
+    return x * inverse_norm(x.square().sum(dim=dim, keepdim=True), _EPS)
 
 
 def _latent_step(z: Tensor) -> Tuple[Tensor, Tensor]:
@@ -381,8 +383,8 @@ class LatentGNNBase(nn.Module):
         pl = layout.to_dense(psi_l)                         # (B, n, d)
         if self.mode == 'asymmetric':
             pv = layout.to_dense(psi_v)                     # (B, n, d)
-            col_norm = torch.linalg.vector_norm(pv, dim=1).clamp_min(_EPS)  # (B, d)
-            z = (pv.transpose(1, 2) @ xv) / col_norm.unsqueeze(-1)
+            inv_col_norm = inverse_norm(pv.square().sum(dim=1), _EPS)  # (B, d)
+            z = (pv.transpose(1, 2) @ xv) * inv_col_norm.unsqueeze(-1)
         else:
             pv = pl
             z = pv.transpose(1, 2) @ xv                     # (B, d, C')
@@ -395,8 +397,8 @@ class LatentGNNBase(nn.Module):
                                           else self._equal_batch(layout, x=psi_v),
                                           psi_v.size(0), d)
         if self.mode == 'asymmetric':
-            norms = col_norm.reshape(-1).index_select(0, edge_index[1])
-            w_v = psi_v.reshape(-1) / norms
+            scale = inv_col_norm.reshape(-1).index_select(0, edge_index[1])
+            w_v = psi_v.reshape(-1) * scale
         else:
             w_v = psi_l.reshape(-1)
         return out, LatentAssignment(edge_index, w_v, edge_index, psi_l.reshape(-1), adj)
