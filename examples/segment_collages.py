@@ -12,6 +12,11 @@ demo (``./tasks.sh demo``). The steps, each in its own function below:
 3. Training loop: cross-entropy (+ 0.1 x LGALoss for ``lga+loss``).
 4. Evaluation: mIoU and pixel accuracy on the test collages; parameters, MACs
    (torch's flop counter) and time per training step.
+
+On several GPUs (or CPU processes): ``torchrun --nproc_per_node=N
+examples/segment_collages.py ...`` trains each model data-parallel over the N
+processes with the same global batch (see :mod:`distributed`); rank 0 evaluates
+and writes the results.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import distributed
 from datasets import FashionCollages, MissingDataError, fail_with_hint, load_fashion_mnist
 from models import CONTEXTS, SegNet
 from training import (confusion_matrix, count_macs, count_parameters, markdown_table, mean_std,
@@ -44,20 +50,22 @@ def make_data(train_size: int, test_size: int, size: int = 128):
 
 def train_model(context: str, train, steps: int, batch_size: int, seed: int,
                 lga_loss_weight: float = 0.1, progress: bool = True):
+    rank, world_size, device = distributed.setup()
     torch.manual_seed(seed)
-    model = SegNet(context)
+    model = distributed.wrap(SegNet(context), device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
     contrastive = LGALoss(ignore_index=-100) if context == 'lga+loss' else None
     images, labels = train
     g = torch.Generator().manual_seed(seed)
     step_times = []
-    bar = tqdm(range(steps), desc=f'{context:>9} seed {seed}', disable=not progress,
+    bar = tqdm(range(steps), desc=f'{context:>9} seed {seed}', disable=not progress or rank > 0,
                leave=False)
     model.train()
     for _ in bar:
         idx = torch.randint(images.size(0), (batch_size,), generator=g)
-        x, y = images[idx], labels[idx]
+        idx = distributed.shard(idx, rank, world_size)  # all of it in one process
+        x, y = images[idx].to(device), labels[idx].to(device)
         start = time.perf_counter()
         if contrastive is not None:
             logits, latent = model(x, return_latent=True)
@@ -71,17 +79,18 @@ def train_model(context: str, train, steps: int, batch_size: int, seed: int,
         schedule.step()
         step_times.append(time.perf_counter() - start)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    return model, statistics.median(step_times)
+    return distributed.unwrap(model), statistics.median(step_times)
 
 
 @torch.no_grad()
 def evaluate(model, test, batch_size: int = 32) -> Dict[str, float]:
     model.eval()
+    device = next(model.parameters()).device
     images, labels = test
     confusion = torch.zeros(FashionCollages.num_classes, FashionCollages.num_classes,
                             dtype=torch.long)
     for start in range(0, images.size(0), batch_size):
-        pred = model(images[start:start + batch_size]).argmax(1)
+        pred = model(images[start:start + batch_size].to(device)).argmax(1).cpu()
         confusion += confusion_matrix(pred, labels[start:start + batch_size],
                                       FashionCollages.num_classes)
     return segmentation_scores(confusion)
@@ -89,8 +98,10 @@ def evaluate(model, test, batch_size: int = 32) -> Dict[str, float]:
 
 def run(models: List[str], seeds: List[int], steps: int, batch_size: int, train_size: int,
         test_size: int, out: str, progress: bool = True):
+    rank = distributed.setup()[0]
+    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice under torchrun
     train, test = make_data(train_size, test_size)
-    print(f"collages: {train_size} train / {test_size} test, 128x128, 11 classes; "
+    say(f"collages: {train_size} train / {test_size} test, 128x128, 11 classes; "
           f"{steps} steps of batch {batch_size} per model and seed")
     results, trained = [], {}
     for context in models:
@@ -101,7 +112,8 @@ def run(models: List[str], seeds: List[int], steps: int, batch_size: int, train_
             scores.append(evaluate(model, test))
             step_times.append(step_time)
             trained.setdefault(context, model)
-        macs = count_macs(trained[context], test[0][:1])
+        model = trained[context]
+        macs = count_macs(model, test[0][:1].to(next(model.parameters()).device))
         row = {
             'model': 'base' if context == 'none' else f'base + {context}',
             'mIoU (%)': mean_std([s['miou'] for s in scores]),
@@ -111,13 +123,14 @@ def run(models: List[str], seeds: List[int], steps: int, batch_size: int, train_
             'ms / train step': f'{1000 * statistics.median(step_times):.0f}',
         }
         results.append(row)
-        print(f"  {row['model']:<20} mIoU {row['mIoU (%)']:>12}  pixel acc "
+        say(f"  {row['model']:<20} mIoU {row['mIoU (%)']:>12}  pixel acc "
               f"{row['pixel acc (%)']:>12}  ({row['ms / train step']} ms/step)")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, 'collages.json'), 'w') as f:
-        json.dump({'seeds': seeds, 'steps': steps, 'batch_size': batch_size,
-                   'train_size': train_size, 'test_size': test_size, 'rows': results}, f,
-                  indent=2)
+    if rank == 0:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, 'collages.json'), 'w') as f:
+            json.dump({'seeds': seeds, 'steps': steps, 'batch_size': batch_size,
+                       'train_size': train_size, 'test_size': test_size, 'rows': results}, f,
+                      indent=2)
     return results, trained, test
 
 
@@ -136,7 +149,9 @@ def main() -> None:
                             args.train_size, args.test_size, args.out)
     except MissingDataError as error:
         fail_with_hint(error)
-    print(markdown_table(results))
+    if distributed.setup()[0] == 0:
+        print(markdown_table(results))
+    distributed.cleanup()
 
 
 if __name__ == '__main__':

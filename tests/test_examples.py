@@ -73,3 +73,28 @@ def test_attention_footprint_sums_to_one():
     foot = attention_footprint([alpha, alpha], offsets, (2, 3))
     assert float(foot.sum()) == pytest.approx(1.0, abs=1e-6)
     assert float(foot[0, 0]) == 0.0  # beyond two hops of (2, 3)
+
+
+def test_collage_example_trains_under_torchrun(real_data, tmp_path):
+    """Two CPU processes (gloo): one table, written once, from the rank-0 process."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={port}', 'segment_collages.py', '--models', 'lga', '--steps', '2',
+         '--batch-size', '4', '--train-size', '8', '--test-size', '4', '--out', str(tmp_path)],
+        cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('| base + lga |') == 1
+    assert (tmp_path / 'collages.json').exists()
+
+
+def test_distributed_shard_splits_a_batch_evenly():
+    import distributed
+    index = torch.arange(8)
+    parts = [distributed.shard(index, r, 2) for r in range(2)]
+    assert sorted(torch.cat(parts).tolist()) == list(range(8))
+    with pytest.raises(ValueError, match='multiple of the number of processes'):
+        distributed.shard(torch.arange(5), 0, 2)
