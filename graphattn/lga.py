@@ -11,7 +11,8 @@ from torch_geometric.nn.dense.linear import Linear
 from graphs.adjacency import adjacency_to_edge_index, is_sparse_adjacency
 from graphs.validation import check_dtype
 
-from .lga_conv import LGAConv, _check_int, _check_normalize, relative_positions
+from .lga_conv import (LGAConv, _check_int, _check_normalize, non_default_options,
+                       relative_positions)
 
 __all__ = ['LGA']
 
@@ -223,6 +224,12 @@ class LGA(Module):
         return result
 
     def __repr__(self) -> str:
+        conv = self.convs[0]
+        encoder = 'identity' if conv.edge_encoder is None else 'mlp'
+        extra = non_default_options(
+            edge_encoder=(encoder, 'identity'), normalize=(self.normalize, 'softmax'),
+            groups=(self.groups, 1), fuse=(self.fuse, False),
+            chunk_size=(conv.chunk_size, None))
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'latent_channels={self.latent_channels}, num_layers={self.num_layers}, '
-                f'edge_dim={self.edge_dim})')
+                f'edge_dim={self.edge_dim}{extra})')

@@ -11,7 +11,7 @@ from graphs.validation import check_dtype
 
 from .grid_attention import grid_attention, grid_edges
 from .lga import LGA
-from .lga_conv import LGAConv
+from .lga_conv import LGAConv, non_default_options
 
 __all__ = ['LGA2d', 'PATHS']
 
@@ -182,5 +182,9 @@ class LGA2d(LGA):
                          return_attention_weights)
 
     def __repr__(self) -> str:
+        extra = non_default_options(
+            connectivity=(self.connectivity, 8), dilation=(self.dilation, 1),
+            normalize=(self.normalize, 'softmax'), groups=(self.groups, 1),
+            fuse=(self.fuse, False), path=(self.path, 'auto'))
         return (f'{self.__class__.__name__}({self.in_channels}, '
-                f'latent_channels={self.latent_channels}, num_layers={self.num_layers})')
+                f'latent_channels={self.latent_channels}, num_layers={self.num_layers}{extra})')

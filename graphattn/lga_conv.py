@@ -21,7 +21,8 @@ from graphs.validation import check_positive_int as _check_int
 from .neighbor_attention import (default_chunk_size, neighbor_logits, neighbor_softmax,
                                  neighbor_weighted_sum)
 
-__all__ = ['LGAConv', 'GroupedLinear', 'relative_positions', 'NORMALIZATIONS']
+__all__ = ['LGAConv', 'GroupedLinear', 'relative_positions', 'NORMALIZATIONS',
+           'non_default_options']
 
 #: The attention normalisations :class:`LGAConv` accepts.
 NORMALIZATIONS = ('softmax', 'sigmoid')
@@ -42,6 +43,12 @@ def _resolve_act(act: Union[str, Callable, None], act_kwargs: Optional[dict]) ->
         return activation_resolver(act, **(act_kwargs or {}))
     except ValueError as err:
         raise ValueError(f"'act' is not a known activation (got {act!r})") from err
+
+
+def non_default_options(**options: Tuple[Any, Any]) -> str:
+    """``', name=value'`` for every option whose value differs from its default, for reprs."""
+    return ''.join(f', {name}={value!r}' for name, (value, default) in options.items()
+                   if value != default)
 
 
 def relative_positions(pos: Union[Tensor, PairTensor], edge_index: Tensor) -> Tensor:
@@ -440,5 +447,11 @@ class LGAConv(MessagePassing):
         return alpha * v_j
 
     def __repr__(self) -> str:
+        encoder = ('identity' if self.edge_encoder is None else
+                   'mlp' if isinstance(self.edge_encoder, torch.nn.Sequential) else 'custom')
+        extra = non_default_options(
+            att_channels=(self.att_channels, self.edge_dim if encoder == 'identity' else 32),
+            edge_encoder=(encoder, 'identity'), normalize=(self.normalize, 'softmax'),
+            groups=(self.groups, 1), chunk_size=(self.chunk_size, None))
         return (f'{self.__class__.__name__}({self.in_channels}, {self.out_channels}, '
-                f'edge_dim={self.edge_dim})')
+                f'edge_dim={self.edge_dim}{extra})')

@@ -13,6 +13,7 @@ from graphs import grid_stencil
 from graphs.validation import check_batch, check_positive_int, select_nodes
 
 from .grid_attention import grid_edges
+from .lga_conv import non_default_options
 
 __all__ = ['LGALoss', 'patch_labels', 'pair_divergence', 'DIVERGENCES']
 
@@ -316,5 +317,8 @@ class LGALoss(Module):
         return self._reduce(torch.cat(costs), torch.cat(keeps))
 
     def __repr__(self) -> str:
+        extra = non_default_options(ignore_index=(self.ignore_index, -100),
+                                    reduction=(self.reduction, 'mean'))
         return (f'{self.__class__.__name__}(margin={self.margin}, '
-                f"divergence='{self.divergence}', num_random_pairs={self.num_random_pairs})")
+                f"divergence='{self.divergence}', num_random_pairs={self.num_random_pairs}"
+                f'{extra})')
