@@ -1,0 +1,121 @@
+"""DistributedDataParallel: two CPU processes (gloo) train like one process on the whole batch.
+
+Each rank takes half of a batch (two of four feature maps, two of four point
+clouds), DDP averages the gradients, and after three SGD steps every rank's
+parameters must equal those of single-process training on the concatenated
+batch. The models hold no batch statistics (LGA2d; LGA + LatentGNN with
+norm='layer'), so the only coupling between ranks is the gradient average; the
+per-rank losses are scaled so that this average is the gradient of the
+single-process loss (maps: equal halves, so the mean of the ranks' means;
+nodes: clouds of different sizes, so each rank sums and divides by the total
+node count, times the world size that DDP divides by).
+"""
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import graphs
+from graphattn import LGA, LGA2d, LatentGNN
+
+WORLD_SIZE = 2
+STEPS = 3
+LR = 0.1
+
+
+class NodeNet(torch.nn.Module):
+    """LGA on each cloud's kNN graph, then LatentGNN over each cloud."""
+
+    def __init__(self):
+        super().__init__()
+        self.lga = LGA(4, 6, num_layers=2, edge_dim=3, edge_encoder='mlp', fuse=True)
+        self.latent = LatentGNN(4, [3], channel_stride=2, norm='layer')
+        with torch.no_grad():
+            self.latent.gamma.fill_(0.5)  # gamma = 0 would stop gradients into the block
+
+    def forward(self, batch):
+        x = self.lga(batch.x, batch.edge_index, batch.edge_attr)
+        return self.latent(x, batch.batch, batch_size=batch.num_graphs)
+
+
+def _models():
+    torch.manual_seed(0)
+    return LGA2d(3, 4, num_layers=2, fuse=True), NodeNet()
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randn(4, 3, 6, 5, generator=g)
+    map_targets = torch.randn(4, 3, 6, 5, generator=g)
+    clouds = []
+    for n in (10, 14, 9, 13):
+        data = graphs.point_cloud_to_data(torch.rand(n, 3, generator=g),
+                                          torch.randn(n, 4, generator=g), k=5, loop=True)
+        data.y = torch.randn(n, 4, generator=g)
+        clouds.append(data)
+    return maps, map_targets, clouds
+
+
+def _batch(clouds):
+    from torch_geometric.data import Batch
+    return Batch.from_data_list(clouds)
+
+
+def _train(grid, nodes, maps, map_targets, batch, total_nodes, scale):
+    """STEPS of SGD on both models; node loss = scale * sum of squares / total_nodes."""
+    opt = torch.optim.SGD(list(grid.parameters()) + list(nodes.parameters()), lr=LR)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        map_loss = (grid(maps) - map_targets).square().mean()
+        node_loss = scale * (nodes(batch) - batch.y).square().sum() / total_nodes
+        (map_loss + node_loss).backward()
+        opt.step()
+
+
+def _worker(rank, port, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+                            world_size=WORLD_SIZE)
+    try:
+        grid, nodes = _models()
+        maps, map_targets, clouds = _data()
+        total_nodes = sum(c.num_nodes for c in clouds)
+        half = slice(2 * rank, 2 * rank + 2)
+        ddp_grid = torch.nn.parallel.DistributedDataParallel(grid)
+        ddp_nodes = torch.nn.parallel.DistributedDataParallel(nodes)
+        _train(ddp_grid, ddp_nodes, maps[half], map_targets[half], _batch(clouds[half]),
+               total_nodes, scale=WORLD_SIZE)
+        torch.save({'grid': grid.state_dict(), 'nodes': nodes.state_dict()},
+                   os.path.join(out_dir, f'rank{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason='torch.distributed with gloo is not available')
+def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+
+    grid, nodes = _models()
+    start = {k: v.clone() for k, v in grid.state_dict().items()}
+    maps, map_targets, clouds = _data()
+    _train(grid, nodes, maps, map_targets, _batch(clouds), sum(c.num_nodes for c in clouds),
+           scale=1)
+    assert any(not torch.equal(start[k], v) for k, v in grid.state_dict().items())
+    expected = {'grid': grid.state_dict(), 'nodes': nodes.state_dict()}
+    for rank in range(WORLD_SIZE):
+        got = torch.load(os.path.join(tmp_path, f'rank{rank}.pt'))
+        for model in ('grid', 'nodes'):
+            assert got[model].keys() == expected[model].keys()
+            for key, value in expected[model].items():
+                assert torch.allclose(got[model][key], value, rtol=1e-5, atol=1e-6), \
+                    (rank, model, key)
