@@ -119,3 +119,24 @@ def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(tmp_path):
             for key, value in expected[model].items():
                 assert torch.allclose(got[model][key], value, rtol=1e-5, atol=1e-6), \
                     (rank, model, key)
+
+
+def test_convert_sync_batchnorm_keeps_state_dict_and_eval_outputs():
+    # For multi-GPU training with norm='batch': every BatchNorm1d of LatentGNN
+    # becomes a SyncBatchNorm (same keys, same eval function). Synchronised
+    # training itself needs CUDA tensors (SyncBatchNorm refuses CPU ones when
+    # world_size > 1), so it is not run here.
+    from graphattn import LatentGNN2d
+    torch.manual_seed(0)
+    model = LatentGNN2d(8, [4], channel_stride=2, graph_conv=True)
+    with torch.no_grad():
+        model.gamma.fill_(1.0)
+    x = torch.randn(2, 8, 5, 5)
+    model(x)  # one training step of the running statistics
+    model.eval()
+    expected, keys = model(x), list(model.state_dict())
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert not any(type(m) is torch.nn.BatchNorm1d for m in converted.modules())
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == 6
+    assert list(converted.state_dict()) == keys
+    assert torch.equal(converted.eval()(x), expected)
