@@ -13,9 +13,9 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import softmax
 
-from graphs import neighbors_to_edge_index
+from graphs import neighbors_to_edge_index, relative_positions
 from graphs.adjacency import adjacency_to_edge_index, is_sparse_adjacency
-from graphs.validation import check_dtype, select_nodes
+from graphs.validation import check_dtype
 from graphs.validation import check_positive_int as _check_int
 
 from .neighbor_attention import (default_chunk_size, neighbor_logits, neighbor_softmax,
@@ -49,28 +49,6 @@ def non_default_options(**options: Tuple[Any, Any]) -> str:
     """``', name=value'`` for every option whose value differs from its default, for reprs."""
     return ''.join(f', {name}={value!r}' for name, (value, default) in options.items()
                    if value != default)
-
-
-def relative_positions(pos: Union[Tensor, PairTensor], edge_index: Tensor) -> Tensor:
-    """The edge attribute ``pos[j] - pos[i]`` of every edge ``j -> i``.
-
-    ``edge_index[0]`` holds the sources (neighbours ``j``) and ``edge_index[1]``
-    the targets (centres ``i``), as everywhere in :mod:`graphs`. ``pos`` may be
-    a pair ``(pos_src, pos_dst)`` for bipartite graphs. Positions must be
-    floating ``(N, D)`` tensors; an index outside ``[0, N)`` raises an
-    :class:`IndexError` naming ``edge_index`` (values are not checked: NaN
-    positions give NaN offsets).
-    """
-    pos_src, pos_dst = (pos, pos) if isinstance(pos, Tensor) else pos
-    for p in (pos_src, pos_dst):
-        if not isinstance(p, Tensor) or p.dim() != 2 or not p.is_floating_point():
-            raise ValueError("'pos' must be a floating (N, D) tensor or a pair of them (got "
-                             f"{getattr(p, 'shape', type(p).__name__)})")
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError("'edge_index' must have shape (2, E) (got "
-                         f"{getattr(edge_index, 'shape', type(edge_index).__name__)})")
-    return (select_nodes('edge_index', pos_src, edge_index[0])
-            - select_nodes('edge_index', pos_dst, edge_index[1]))
 
 
 class GroupedLinear(Module):

@@ -9,7 +9,7 @@ from .grid import grid_edge_count, grid_graph, grid_stencil
 from .latent import LatentGraph, latent_edge_index, latent_graph, latent_to_networkx
 from .neighbors import available_engines, nearest_neighbors
 from .networkx import align_edge_values, from_networkx, receptive_field, to_networkx
-from .point_cloud import point_cloud_to_data
+from .point_cloud import point_cloud_to_data, relative_positions
 from .point_graphs import knn_graph, neighbors_to_edge_index, radius_graph, to_neighbor_table
 
 __all__ = [
@@ -18,7 +18,7 @@ __all__ = [
     'nodes_to_feature_map',
     'knn_graph', 'radius_graph', 'nearest_neighbors', 'neighbors_to_edge_index',
     'to_neighbor_table',
-    'available_engines', 'point_cloud_to_data',
+    'available_engines', 'point_cloud_to_data', 'relative_positions',
     'to_networkx', 'from_networkx', 'align_edge_values', 'receptive_field',
     'latent_graph', 'latent_edge_index', 'LatentGraph', 'latent_to_networkx',
 ]

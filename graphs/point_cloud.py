@@ -1,7 +1,7 @@
 """Point clouds to PyG graphs (kNN or radius neighbourhoods)."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -10,9 +10,9 @@ from torch_geometric.data import Batch, Data
 from .neighbors import nearest_neighbors
 from .point_graphs import neighbors_to_edge_index
 from .validation import (check_batch, check_flow, check_points, check_positive_float,
-                         check_positive_int)
+                         check_positive_int, select_nodes)
 
-__all__ = ['point_cloud_to_data']
+__all__ = ['point_cloud_to_data', 'relative_positions']
 
 
 def _check_features(x: Optional[Tensor], num_nodes: int) -> Optional[Tensor]:
@@ -27,6 +27,28 @@ def _check_features(x: Optional[Tensor], num_nodes: int) -> Optional[Tensor]:
         raise ValueError(f"'x' must have shape ({num_nodes}, C), one row per point "
                          f"(got shape {tuple(x.shape)})")
     return x
+
+
+def relative_positions(pos: Union[Tensor, Tuple[Tensor, Tensor]], edge_index: Tensor) -> Tensor:
+    """The edge attribute ``pos[j] - pos[i]`` of every edge ``j -> i``.
+
+    ``edge_index[0]`` holds the sources (neighbours ``j``) and ``edge_index[1]``
+    the targets (centres ``i``), as everywhere in :mod:`graphs`. ``pos`` may be
+    a pair ``(pos_src, pos_dst)`` for bipartite graphs. Positions must be
+    floating ``(N, D)`` tensors; an index outside ``[0, N)`` raises an
+    :class:`IndexError` naming ``edge_index`` (values are not checked: NaN
+    positions give NaN offsets).
+    """
+    pos_src, pos_dst = (pos, pos) if isinstance(pos, Tensor) else pos
+    for p in (pos_src, pos_dst):
+        if not isinstance(p, Tensor) or p.dim() != 2 or not p.is_floating_point():
+            raise ValueError("'pos' must be a floating (N, D) tensor or a pair of them (got "
+                             f"{getattr(p, 'shape', type(p).__name__)})")
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError("'edge_index' must have shape (2, E) (got "
+                         f"{getattr(edge_index, 'shape', type(edge_index).__name__)})")
+    return (select_nodes('edge_index', pos_src, edge_index[0])
+            - select_nodes('edge_index', pos_dst, edge_index[1]))
 
 
 def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[int] = None,
@@ -76,7 +98,7 @@ def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[
         index, _ = nearest_neighbors(pos, max_num_neighbors, batch, loop=loop, r=r,
                                      engine=engine)
     edge_index = neighbors_to_edge_index(index, flow)
-    edge_attr = pos[edge_index[0]] - pos[edge_index[1]]
+    edge_attr = relative_positions(pos, edge_index)
     if batch is None:
         data = Data(pos=pos, edge_index=edge_index, edge_attr=edge_attr, num_nodes=pos.size(0))
         if x is not None:

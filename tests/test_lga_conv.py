@@ -71,7 +71,7 @@ def test_repr_and_hyperparameters():
     assert str(conv) == 'LGAConv(64, 64, edge_dim=9)'
     assert conv.att_channels == 9 and conv.normalize == 'softmax' and conv.groups == 1
     conv = LGAConv((8, 16), 32, edge_dim=3, edge_encoder='mlp')
-    assert str(conv) == 'LGAConv((8, 16), 32, edge_dim=3)'
+    assert str(conv) == "LGAConv((8, 16), 32, edge_dim=3, edge_encoder='mlp')"
     assert conv.att_channels == 32
     assert str(GroupedLinear(8, 4, groups=2)) == 'GroupedLinear(8, 4, groups=2)'
 
