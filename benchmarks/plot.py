@@ -57,9 +57,12 @@ def main(argv=None) -> str:
         if points:
             ax.plot([p for p, _ in points], [t for _, t in points], style, label=label)
     xs = sorted({p for pts in data.values() for p, _ in pts})
-    first = min(t for pts in data.values() for _, t in pts)
+    plotted = [t for suite, impl, _, _ in LINES for _, t in data.get((suite, impl), [])]
+    first = min(plotted) / 2  # the guides start just below every line
     ax.plot([xs[0], xs[-1]], [first, first * xs[-1] / xs[0]], 'k--', lw=0.8, alpha=0.5,
             label='slope 1 (linear)')
+    ax.plot([xs[0], xs[-1]], [first, first * (xs[-1] / xs[0]) ** 2], 'k:', lw=0.8, alpha=0.5,
+            label='slope 2 (quadratic)')
     ax.set_xscale('log')
     ax.set_yscale('log')
     ax.set_xlabel('pixels per map (batch 2)')
