@@ -17,6 +17,16 @@ import graphs
 from graphattn import LGA, LGA2d, LGAConv, LGALoss, LatentGNN, LatentGNN2d, patch_labels
 
 DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # These tests run thousands of tiny ops; intra-op threads only add
+    # synchronisation (about 10x slower on a loaded 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 NAN, INF = float('nan'), float('inf')
 
 

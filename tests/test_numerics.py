@@ -20,6 +20,16 @@ from graphattn.grid_attention import ShiftedWeightedSum, shifted_weighted_sum_re
 DT = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # These tests run thousands of tiny ops; intra-op threads only add
+    # synchronisation (about 10x slower on a loaded 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _randn(*shape, grad=True):
     return torch.randn(*shape, dtype=DT, requires_grad=grad)
 
