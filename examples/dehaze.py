@@ -43,7 +43,8 @@ MODELS = ('none', 'lga', 'latentgnn')
 LABELS = {'none': 'base (U-Net-like CNN)', 'lga': 'base + LGA (4 layers)',
           'latentgnn': 'base + LatentGNN (d = 32)', 'hazy': 'hazy input (no model)'}
 SETTINGS = {
-    # the run behind docs/dehaze_examples.png and the README table: about 10 minutes on 2 cores
+    # the run behind docs/dehaze_examples.png and the README table: 732 s with --threads 1 on 2
+    # cores that other jobs were using at the same time (load average about 4)
     'full': dict(steps=300, batch_size=16, train_size=2000, test_size=200, seeds=[0, 1, 2]),
     'short': dict(steps=150, batch_size=16, train_size=1000, test_size=100, seeds=[0]),
     'tiny': dict(steps=3, batch_size=2, train_size=8, test_size=4, seeds=[0]),  # smoke tests
@@ -203,7 +204,7 @@ def figure(models: Dict[str, torch.nn.Module], test, out: str, count: int = 4) -
 
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--full', action='store_true', help='3 seeds, 300 steps (~10 min)')
+    parser.add_argument('--full', action='store_true', help='3 seeds, 300 steps (~12 min)')
     parser.add_argument('--tiny', action='store_true', help='a few steps, for smoke tests')
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     parser.add_argument('--seeds', type=int, nargs='+', help='override the run\'s seeds')
