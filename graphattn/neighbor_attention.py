@@ -103,7 +103,8 @@ def _logits_chunk(query: Tensor, attr: Tensor, encoder: Optional[Callable[[Tenso
     # the (|E|, D) form it gets on the message-passing path.
     n, k, d = attr.shape
     phi = attr if encoder is None else encoder(attr.reshape(n * k, d)).view(n, k, -1)
-    return (phi @ query.unsqueeze(-1)).squeeze(-1)
+    # One (K, A) @ (A, B) product per node; a broadcast (B, n, K, A) copy of phi is avoided.
+    return torch.bmm(phi, query.permute(1, 2, 0)).permute(2, 0, 1)
 
 
 def _relative_chunk(query: Tensor, pos_src: Tensor, pos_dst: Tensor, index: Tensor,
