@@ -9,7 +9,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GCNConv, Sequential
 
 import graphs
-from graphattn import LGA, LGA2d, LatentGNN, LatentGNN2d
+from graphattn import LGA, LGA2d, LGAConv, LatentGNN, LatentGNN2d
 
 
 def two_d_modules():
@@ -94,3 +94,34 @@ def test_node_modules_compose_with_pyg_layers_on_loader_batches():
                       torch.zeros(cloud.num_nodes, dtype=torch.long))
         assert torch.allclose(out[start:start + cloud.num_nodes], alone, atol=1e-5)
         start += cloud.num_nodes
+
+
+def test_lgaconv_inside_to_hetero_equals_one_conv_per_edge_type():
+    """PyG's to_hetero copies the layer per edge type and sums over the types reaching a node."""
+    from torch_geometric.data import HeteroData
+    from torch_geometric.nn import to_hetero
+
+    torch.manual_seed(0)
+    data = HeteroData()
+    data['a'].x, data['b'].x = torch.randn(10, 8), torch.randn(6, 8)
+    for src, dst, n_src, n_dst in (('a', 'b', 10, 6), ('b', 'a', 6, 10), ('a', 'a', 10, 10)):
+        data[src, 'near', dst].edge_index = torch.stack(
+            [torch.randint(0, n_src, (20,)), torch.randint(0, n_dst, (20,))])
+        data[src, 'near', dst].edge_attr = torch.randn(20, 3)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = LGAConv((8, 8), 16, 3, edge_encoder='mlp')
+
+        def forward(self, x, edge_index, edge_attr):
+            return self.conv(x, edge_index, edge_attr)
+
+    net = to_hetero(Net(), data.metadata(), aggr='sum')
+    out = net(data.x_dict, data.edge_index_dict, data.edge_attr_dict)
+    expected_a = sum(
+        net.conv[f'{src}__near__a']((data[src].x, data['a'].x), data[src, 'near', 'a'].edge_index,
+                                    data[src, 'near', 'a'].edge_attr)
+        for src in ('a', 'b'))
+    torch.testing.assert_close(out['a'], expected_a)
+    assert out['b'].shape == (6, 16)
