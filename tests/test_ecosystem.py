@@ -45,6 +45,21 @@ def test_torch_export_equals_eager(index):
 
 
 @pytest.mark.parametrize('index', [0, 1])
+def test_onnx_export_equals_eager_when_onnx_is_installed(index, tmp_path):
+    """Runs only where the optional onnx, onnxscript and onnxruntime packages are installed."""
+    pytest.importorskip('onnx')
+    pytest.importorskip('onnxscript')
+    ort = pytest.importorskip('onnxruntime')
+    module = two_d_modules()[index]
+    x = torch.randn(2, 16, 6, 7)
+    path = tmp_path / 'module.onnx'
+    torch.onnx.export(module, (x,), str(path), dynamo=True)
+    session = ort.InferenceSession(str(path))
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert torch.allclose(torch.from_numpy(out), module(x), atol=1e-5)
+
+
+@pytest.mark.parametrize('index', [0, 1])
 def test_cpu_bf16_autocast_stays_close_to_float32(index):
     module = two_d_modules()[index]
     x = torch.randn(2, 16, 12, 12)

@@ -98,3 +98,12 @@ def test_distributed_shard_splits_a_batch_evenly():
     assert sorted(torch.cat(parts).tolist()) == list(range(8))
     with pytest.raises(ValueError, match='multiple of the number of processes'):
         distributed.shard(torch.arange(5), 0, 2)
+
+
+def test_lga_loss_sweep_tiny_run(real_data, tmp_path):
+    done = subprocess.run([sys.executable, 'sweep_lga_loss.py', '--tiny', '--no-progress',
+                           '--weights', '0', '1', '--out', str(tmp_path)],
+                          cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '\n| 0 | ' in done.stdout and '\n| 1 | ' in done.stdout   # a table row per weight
+    assert any(p.suffix == '.json' for p in tmp_path.iterdir())
