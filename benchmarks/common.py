@@ -5,8 +5,10 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -48,3 +50,26 @@ def write_json(name: str, rows: List[Dict[str, object]], out_dir: str) -> str:
     with open(path, 'w') as f:
         json.dump({'machine': machine(), 'rows': rows}, f, indent=2)
     return path
+
+
+def current_rss() -> int:
+    """This process's resident memory now, in bytes."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def run_case_in_subprocess(script: str, args: Sequence[str], timeout: int) -> Dict[str, object]:
+    """Run ``script --case *args`` in a fresh interpreter; its last stdout line is JSON.
+
+    A fresh process per case keeps each case's peak RSS its own. Failures come back as
+    ``{'error': ...}`` (out of memory, timeout, or the last line of stderr).
+    """
+    cmd = [sys.executable, script, '--case', *args]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'error': f'over {timeout} s'}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ['killed'])[-1]
+        return {'error': 'out of memory' if done.returncode in (-9, 137) else last[:80]}
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 from typing import Dict, List
 
@@ -32,7 +31,8 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import median_time, print_table, write_json  # noqa: E402
+from common import (current_rss, median_time, print_table,  # noqa: E402
+                    run_case_in_subprocess, write_json)
 
 
 # ---------------------------------------------------------------- baselines --
@@ -122,11 +122,6 @@ def build(suite: str, impl: str, size: int):
     return module, x
 
 
-def current_rss() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
 def run_case(suite: str, impl: str, size: int, repeats: int) -> Dict[str, float]:
     torch.manual_seed(0)
     module, x = build(suite, impl, size)
@@ -146,15 +141,8 @@ def run_case(suite: str, impl: str, size: int, repeats: int) -> Dict[str, float]
 
 
 def in_subprocess(suite: str, impl: str, size: int, repeats: int, timeout: int):
-    cmd = [sys.executable, __file__, '--case', suite, impl, str(size), '--repeats', str(repeats)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {'error': f'over {timeout} s'}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ['killed'])[-1]
-        return {'error': 'out of memory' if done.returncode in (-9, 137) else last[:80]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_case_in_subprocess(__file__, [suite, impl, str(size), '--repeats', str(repeats)],
+                                  timeout)
 
 
 def nonlocal_bytes(size: int, batch: int = 2) -> int:

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 from typing import Dict, List
 
@@ -34,16 +33,12 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from common import median_time, print_table, write_json  # noqa: E402
+from common import (current_rss, median_time, print_table,  # noqa: E402
+                    run_case_in_subprocess, write_json)
 
 K = 16
 CHANNELS = 32
 IMPLS = ['lga_table', 'lga_mp', 'point_transformer', 'latentgnn']
-
-
-def current_rss() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def build(impl: str, n: int):
@@ -66,7 +61,7 @@ def build(impl: str, n: int):
     if impl == 'lga_table':
         return module, lambda: module(x, None, pos=pos, neighbors=table)
     edge_index = graphs.neighbors_to_edge_index(table)
-    del table
+    table = None  # the lga_table closure shares this variable: free the table here
     return module, lambda: module(x, edge_index, pos=pos)
 
 
@@ -86,15 +81,7 @@ def run_case(impl: str, n: int, repeats: int) -> Dict[str, float]:
 
 
 def in_subprocess(impl: str, n: int, repeats: int, timeout: int) -> Dict[str, object]:
-    cmd = [sys.executable, __file__, '--case', impl, str(n), '--repeats', str(repeats)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {'error': f'over {timeout} s'}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ['killed'])[-1]
-        return {'error': 'out of memory' if done.returncode in (-9, 137) else last[:80]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_case_in_subprocess(__file__, [impl, str(n), '--repeats', str(repeats)], timeout)
 
 
 def main(argv=None) -> List[Dict[str, object]]:

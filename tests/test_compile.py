@@ -24,15 +24,14 @@ import graphs
 from graphattn import LGA, LGA2d, LGAConv, LGALoss, LatentGNN, LatentGNN2d
 
 
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny graphs: threads only synchronise
+
+
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
-    # One intra-op thread: these graphs are tiny, and threads only add synchronisation.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
-    torch.set_num_threads(threads)
 
 
 def _active(module):

@@ -20,14 +20,8 @@ from graphattn.grid_attention import ShiftedWeightedSum, shifted_weighted_sum_re
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These tests run thousands of tiny ops; intra-op threads only add
-    # synchronisation (about 10x slower on a loaded 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Thousands of tiny ops: run them on one intra-op thread (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _randn(*shape, grad=True):
