@@ -49,13 +49,15 @@ def make_data(train_size: int, test_size: int, size: int = 128):
 
 
 def train_model(context: str, train, steps: int, batch_size: int, seed: int,
-                lga_loss_weight: float = 0.1, progress: bool = True):
+                lga_loss_weight: float = 0.1, progress: bool = True,
+                lga_loss_temperature: float = 1.0):
     rank, world_size, device = distributed.setup()
     torch.manual_seed(seed)
     model = distributed.wrap(SegNet(context), device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
-    contrastive = LGALoss(ignore_index=-100) if context == 'lga+loss' else None
+    contrastive = (LGALoss(ignore_index=-100, temperature=lga_loss_temperature)
+                   if context == 'lga+loss' else None)
     images, labels = train
     g = torch.Generator().manual_seed(seed)
     step_times = []

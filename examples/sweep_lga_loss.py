@@ -33,10 +33,10 @@ from graphattn import LGALoss
 
 
 @torch.no_grad()
-def lga_loss_on_test(model, test, batch_size: int = 32) -> float:
+def lga_loss_on_test(model, test, batch_size: int = 32, temperature: float = 1.0) -> float:
     """Mean LGALoss (the training criterion's settings) of a model's latent on the test set."""
     model.eval()
-    criterion = LGALoss(ignore_index=-100)
+    criterion = LGALoss(ignore_index=-100, temperature=temperature)
     images, labels = test
     values = []
     for start in range(0, images.size(0), batch_size):
@@ -46,21 +46,23 @@ def lga_loss_on_test(model, test, batch_size: int = 32) -> float:
 
 
 def run(weights: List[float], seeds: List[int], steps: int, batch_size: int, train_size: int,
-        test_size: int, out: str, progress: bool = True):
+        test_size: int, out: str, progress: bool = True, temperature: float = 1.0):
     start = time.time()
     train, test = make_data(train_size, test_size)
     print(f"collages: {train_size} train / {test_size} test; {steps} steps of batch "
-          f"{batch_size} per weight and seed; weights {weights}, seeds {seeds}")
+          f"{batch_size} per weight and seed; weights {weights}, seeds {seeds}, "
+          f"LGALoss temperature {temperature:g}")
     rows, raw = [], []
     for weight in weights:
         scores, times, contrastive = [], [], []
         for seed in seeds:
             context = 'lga' if weight == 0 else 'lga+loss'
             model, step_time = train_model(context, train, steps, batch_size, seed,
-                                           lga_loss_weight=weight, progress=progress)
+                                           lga_loss_weight=weight, progress=progress,
+                                           lga_loss_temperature=temperature)
             scores.append(evaluate(model, test))
             times.append(step_time)
-            contrastive.append(lga_loss_on_test(model, test))
+            contrastive.append(lga_loss_on_test(model, test, temperature=temperature))
         raw.append({'weight': weight, 'miou': [s['miou'] for s in scores],
                     'pixel_acc': [s['pixel_acc'] for s in scores],
                     'test_lga_loss': contrastive, 'ms_per_step': [1000 * t for t in times]})
@@ -77,7 +79,7 @@ def run(weights: List[float], seeds: List[int], steps: int, batch_size: int, tra
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, 'sweep_lga_loss.json'), 'w') as f:
         json.dump({'weights': weights, 'seeds': seeds, 'steps': steps, 'batch_size': batch_size,
-                   'train_size': train_size, 'test_size': test_size,
+                   'train_size': train_size, 'test_size': test_size, 'temperature': temperature,
                    'threads': torch.get_num_threads(), 'wall_s': round(wall, 1),
                    'rows': rows, 'raw': raw}, f, indent=2)
     with open(os.path.join(out, 'sweep_lga_loss.md'), 'w') as f:
@@ -93,6 +95,8 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--train-size', type=int, default=2000)
     parser.add_argument('--test-size', type=int, default=500)
+    parser.add_argument('--temperature', type=float, default=1.0,
+                        help="LGALoss's softmax temperature on F_out")
     parser.add_argument('--tiny', action='store_true', help='a few steps, for smoke tests')
     parser.add_argument('--threads', type=int,
                         help="torch threads (default: torch's choice); on a busy shared "
@@ -107,7 +111,7 @@ def main(argv: List[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     try:
         rows, wall = run(args.weights, args.seeds, args.steps, args.batch_size, args.train_size,
-                         args.test_size, args.out, not args.no_progress)
+                         args.test_size, args.out, not args.no_progress, args.temperature)
     except MissingDataError as error:
         fail_with_hint(error)
     print(f"\n{markdown_table(rows)}\n\n{wall:.0f} s; results in {os.path.abspath(args.out)}")

@@ -10,7 +10,8 @@ from torch import Tensor
 from torch.nn import Module
 
 from graphs import grid_stencil
-from graphs.validation import check_batch, check_positive_int, select_nodes
+from graphs.validation import (check_batch, check_positive_float, check_positive_int,
+                               select_nodes)
 
 from .grid_attention import grid_edges
 from .lga_conv import non_default_options
@@ -132,7 +133,7 @@ class LGALoss(Module):
         \begin{cases}
         D(p_i, p_j) & y_i = y_j \\
         \max\big(0,\ m - D(p_i, p_j)\big) & y_i \neq y_j
-        \end{cases}, \qquad p_i = \operatorname{softmax}_c(F_{out,i}),
+        \end{cases}, \qquad p_i = \operatorname{softmax}_c(F_{out,i} / \tau),
 
     over the pairs :math:`\mathcal{P}`: the graph's edges without self-loops
     (both directions) and, with ``num_random_pairs = R > 0``, ``R`` random
@@ -156,6 +157,12 @@ class LGALoss(Module):
         ignore_index (int, optional): Label to ignore. (default: :obj:`-100`)
         reduction (str, optional): ``'mean'`` over the kept pairs (zero when
             there are none) or ``'sum'``. (default: :obj:`'mean'`)
+        temperature (float, optional): :math:`\tau`, dividing :math:`F_{out}`
+            before the softmax. A post-ReLU :math:`F_{out}` with small values
+            gives nearly uniform :math:`p_i`, where every divergence and its
+            gradient vanish (measured in the README's LGALoss sweep); a
+            :math:`\tau < 1` sharpens the distributions. The paper does not
+            give one; :obj:`1.0` is the plain softmax. (default: :obj:`1.0`)
 
     Shapes:
         - **feature maps:** ``latent`` :math:`(B, C_l, h, w)`, ``target``
@@ -167,7 +174,7 @@ class LGALoss(Module):
 
     def __init__(self, margin: Optional[float] = None, divergence: str = 'sym_kl',
                  num_random_pairs: int = 0, ignore_index: int = -100,
-                 reduction: str = 'mean') -> None:
+                 reduction: str = 'mean', temperature: float = 1.0) -> None:
         super().__init__()
         if divergence not in DIVERGENCES:
             raise ValueError(f"'divergence' must be one of {DIVERGENCES} (got {divergence!r})")
@@ -188,6 +195,7 @@ class LGALoss(Module):
         self.num_random_pairs = num_random_pairs
         self.ignore_index = ignore_index
         self.reduction = reduction
+        self.temperature = check_positive_float('temperature', temperature)
 
     def pair_costs(self, logp_i: Tensor, logp_j: Tensor, y_i: Tensor, y_j: Tensor
                    ) -> Tuple[Tensor, Tensor]:
@@ -242,7 +250,8 @@ class LGALoss(Module):
             raise ValueError(f"'target' must have shape ({b}, H, W) for a latent map of shape "
                              f"{tuple(latent.shape)} (got shape {tuple(target.shape)})")
         y = patch_labels(target, (h, w), self.ignore_index).view(b, h * w)
-        logp = F.log_softmax(latent.flatten(2).transpose(1, 2), dim=-1)  # (B, h*w, C)
+        logp = F.log_softmax(latent.flatten(2).transpose(1, 2) / self.temperature,
+                             dim=-1)  # (B, h*w, C)
         costs, keeps = [], []
         edge_index, _ = grid_edges(h, w, _NEIGHBOUR_OFFSETS, latent.device)
         if edge_index.size(1) > 0:
@@ -273,7 +282,7 @@ class LGALoss(Module):
         if edge_index is None and self.num_random_pairs == 0:
             raise ValueError("'edge_index' of shape (2, E) is required for node features "
                              "(or set 'num_random_pairs' > 0)")
-        logp = F.log_softmax(latent, dim=-1)
+        logp = F.log_softmax(latent / self.temperature, dim=-1)
         costs, keeps = [], []
         if edge_index is not None:
             if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or (
@@ -318,7 +327,8 @@ class LGALoss(Module):
 
     def __repr__(self) -> str:
         extra = non_default_options(ignore_index=(self.ignore_index, -100),
-                                    reduction=(self.reduction, 'mean'))
+                                    reduction=(self.reduction, 'mean'),
+                                    temperature=(self.temperature, 1.0))
         return (f'{self.__class__.__name__}(margin={self.margin}, '
                 f"divergence='{self.divergence}', num_random_pairs={self.num_random_pairs}"
                 f'{extra})')

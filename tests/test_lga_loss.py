@@ -165,3 +165,33 @@ def test_random_pairs_need_a_sorted_integer_batch():
         loss(latent, target, batch=torch.zeros(6))
     with pytest.raises(ValueError, match="'batch' must hold non-negative"):
         loss(latent, target, batch=torch.tensor([-1, 0, 0, 0, 0, 0]))
+
+
+def test_temperature_equals_scaling_the_latent():
+    torch.manual_seed(0)
+    latent = torch.rand(2, 6, 4, 4) * 0.05                     # small post-ReLU-like values
+    target = torch.randint(0, 3, (2, 16, 16))
+    cold = LGALoss(temperature=0.02)(latent, target)
+    torch.testing.assert_close(cold, LGALoss()(latent / 0.02, target))
+    nodes, labels = latent.flatten(2).transpose(1, 2).reshape(-1, 6), torch.randint(0, 3, (32,))
+    edge_index = torch.randint(0, 32, (2, 40))
+    torch.testing.assert_close(LGALoss(temperature=0.5)(nodes, labels, edge_index),
+                               LGALoss()(nodes / 0.5, labels, edge_index))
+
+
+def test_temperature_sharpens_a_vanishing_gradient():
+    """On near-uniform distributions the loss barely moves F_out; a low temperature fixes it."""
+    torch.manual_seed(0)
+    latent = (torch.rand(1, 6, 4, 4) * 0.05).requires_grad_()
+    target = torch.randint(0, 3, (1, 16, 16))
+    grads = []
+    for tau in (1.0, 0.02):
+        (g,) = torch.autograd.grad(LGALoss(temperature=tau)(latent, target), latent)
+        grads.append(g.abs().sum())
+    assert grads[1] > 100 * grads[0]
+
+
+@pytest.mark.parametrize('tau', [0, -1.0, float('nan'), 'cold'])
+def test_temperature_must_be_positive(tau):
+    with pytest.raises((TypeError, ValueError), match='temperature'):
+        LGALoss(temperature=tau)
