@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphs.grid import grid_edges
+
 __all__ = ['ShiftedWeightedSum', 'shifted_weighted_sum', 'shifted_weighted_sum_reference',
            'grid_neighbor_mask', 'grid_edges', 'grid_attention']
 
@@ -132,33 +134,6 @@ def grid_neighbor_mask(height: int, width: int, offsets: Sequence[Sequence[int]]
     ny = rows + offsets_t[:, 1].view(1, 1, -1)
     nx = cols + offsets_t[:, 0].view(1, 1, -1)
     return (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-
-
-def grid_edges(height: int, width: int, offsets: Sequence[Sequence[int]],
-               device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
-    """The edges of :func:`graphs.grid_graph` and each edge's direction, by offset.
-
-    The same edge set and directions as ``grid_graph(height, width, ...)`` with
-    this stencil (tested), grouped by offset instead of sorted by target: each
-    offset's edges are a rectangle of pixels, so every shape here follows from
-    ``height`` and ``width`` alone and ``torch.compile`` traces it without graph
-    breaks (``grid_graph`` masks out-of-image edges and caches a ``Data``).
-
-    Returns:
-        ``(edge_index, direction)``: ``(2, E)`` (row 0 neighbour, row 1
-        centre) and ``(E,)``, the index in ``offsets`` of each edge's offset.
-    """
-    offsets = _as_offsets(offsets)
-    rows = torch.arange(height, device=device).view(-1, 1)
-    cols = torch.arange(width, device=device).view(1, -1)
-    src, dst, direction = [], [], []
-    for t, (dx, dy) in enumerate(offsets):
-        target = (rows[max(0, -dy):max(height - max(0, dy), 0)] * width
-                  + cols[:, max(0, -dx):max(width - max(0, dx), 0)]).reshape(-1)
-        dst.append(target)
-        src.append(target + (dy * width + dx))
-        direction.append(torch.full_like(target, t))
-    return torch.stack([torch.cat(src), torch.cat(dst)]), torch.cat(direction)
 
 
 def grid_attention(logits: Tensor, value: Tensor, offsets: Sequence[Sequence[int]],

@@ -18,7 +18,7 @@ Conventions (shared by every grid helper in this package):
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -26,7 +26,7 @@ from torch_geometric.data import Data
 
 from .validation import check_bool, check_positive_int
 
-__all__ = ['grid_stencil', 'grid_graph', 'grid_edge_count']
+__all__ = ['grid_stencil', 'grid_graph', 'grid_edge_count', 'grid_edges']
 
 
 def _check_connectivity(connectivity: int) -> int:
@@ -127,3 +127,30 @@ def grid_graph(height: int, width: int, *, connectivity: int = 8, dilation: int 
     return Data(edge_index=edge_index, edge_attr=edge_attr, edge_offset=edge_offset,
                 pos=pos, num_nodes=height * width,
                 grid_size=torch.tensor([[height, width]], device=device))
+
+
+def grid_edges(height: int, width: int, offsets: Sequence[Sequence[int]],
+               device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
+    """The edges of :func:`graphs.grid_graph` and each edge's direction, by offset.
+
+    The same edge set and directions as ``grid_graph(height, width, ...)`` with
+    this stencil (tested), grouped by offset instead of sorted by target: each
+    offset's edges are a rectangle of pixels, so every shape here follows from
+    ``height`` and ``width`` alone and ``torch.compile`` traces it without graph
+    breaks (``grid_graph`` masks out-of-image edges and caches a ``Data``).
+
+    Returns:
+        ``(edge_index, direction)``: ``(2, E)`` (row 0 neighbour, row 1
+        centre) and ``(E,)``, the index in ``offsets`` of each edge's offset.
+    """
+    offsets = tuple((int(dx), int(dy)) for dx, dy in offsets)
+    rows = torch.arange(height, device=device).view(-1, 1)
+    cols = torch.arange(width, device=device).view(1, -1)
+    src, dst, direction = [], [], []
+    for t, (dx, dy) in enumerate(offsets):
+        target = (rows[max(0, -dy):max(height - max(0, dy), 0)] * width
+                  + cols[:, max(0, -dx):max(width - max(0, dx), 0)]).reshape(-1)
+        dst.append(target)
+        src.append(target + (dy * width + dx))
+        direction.append(torch.full_like(target, t))
+    return torch.stack([torch.cat(src), torch.cat(dst)]), torch.cat(direction)
