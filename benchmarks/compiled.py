@@ -6,7 +6,7 @@ included), and the median forward+backward time of the eager and the compiled
 module (inductor, default mode). Each case runs in a fresh subprocess, so that
 compiled code caches of one case do not help the next.
 
-Modules: LGA2d (C = 64, L = 4, fast path, batch 2) and LatentGNN2d (C = 256,
+Modules: LGA2d (C = 64, L = 4, fused path, batch 2) and LatentGNN2d (C = 256,
 d = 100, channel stride 4, fused path, batch 2), as in ``layers.py``.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def build(name: str, size: int):
     from graphattn import LatentGNN2d, LGA2d
     torch.manual_seed(0)
     if name == 'lga2d':
-        return LGA2d(64, num_layers=4, path='fast'), torch.randn(2, 64, size, size,
+        return LGA2d(64, num_layers=4, path='fused'), torch.randn(2, 64, size, size,
                                                                  requires_grad=True)
     module = LatentGNN2d(256, latent_dims=[100], channel_stride=4, path='fused')
     with torch.no_grad():

@@ -6,7 +6,7 @@ and input are built, one untimed forward+backward warms up, then the median of
 process's high-water RSS minus its RSS just before the first pass.
 
 Suites:
-* ``lga``: LGA2d fast path, LGA2d message-passing path, and a naive
+* ``lga``: LGA2d fused path, LGA2d message-passing path, and a naive
   ``F.unfold`` implementation of the same maths (written here as the
   baseline); C = 64, L = 4, batch 2. Also a plain copy of the layer's input
   (read + write of B*C*H*W floats), the memory-bandwidth floor of one layer.
@@ -109,7 +109,7 @@ def build(suite: str, impl: str, size: int):
             return None, x
         if impl == 'unfold':
             return UnfoldLGA(64, 4), x
-        return LGA2d(64, num_layers=4, path='fast' if impl == 'fast' else 'message_passing'), x
+        return LGA2d(64, num_layers=4, path='fused' if impl == 'fused' else 'message_passing'), x
     x = torch.randn(2, 256, size, size, requires_grad=True)
     if impl == 'authors':
         return AuthorsLatentGNN(256, 100, 4), x
@@ -164,7 +164,7 @@ def planned_bytes(suite: str, impl: str, size: int) -> int:
     return 0
 
 
-IMPLS = {'lga': ['fast', 'message_passing', 'unfold', 'copy'],
+IMPLS = {'lga': ['fused', 'message_passing', 'unfold', 'copy'],
          'latentgnn': ['fused', 'message_passing', 'authors', 'nonlocal']}
 
 

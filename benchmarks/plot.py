@@ -13,7 +13,7 @@ import os
 from typing import Dict, List, Tuple
 
 LINES = [  # (suite, impl, label, style)
-    ('lga', 'fast', 'LGA2d, fast path (C=64, L=4)', 'o-'),
+    ('lga', 'fused', 'LGA2d, fused path (C=64, L=4)', 'o-'),
     ('lga', 'message_passing', 'LGA2d, message passing', 'o:'),
     ('lga', 'unfold', 'LGA, naive unfold', 'o--'),
     ('latentgnn', 'fused', 'LatentGNN2d, fused (C=256, d=100)', 's-'),

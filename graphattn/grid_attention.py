@@ -1,22 +1,26 @@
-"""The fast grid path of LGA: local attention on (B, C, H, W) maps without an edge list.
+"""The grid kernel of LGA: one layer on ``(B, H, W, ...)`` maps without an edge list.
 
 A grid graph's neighbourhoods are the same stencil at every pixel, so one LGA
 layer on it is a weighted sum of shifted copies of the value map:
 
 .. math::
-    \\mathbf{o}[y, x] = \\sum_{t} \\alpha_t[y, x]\\,
-    \\mathbf{v}[y + dy_t, x + dx_t],
+    \\mathbf{o}^h[y, x] = \\sum_{t} \\alpha^h_t[y, x]\\,
+    \\mathbf{v}^h[y + dy_t, x + dx_t],
 
-with the weights of the out-of-image neighbours set to zero (for the softmax:
-left out of the normalisation), which is exactly what the message-passing path
-does, where those neighbours simply have no edge.
+with the weights of out-of-image neighbours set to zero (for the softmax: left
+out of the normalisation), exactly what the message-passing path does, where
+those neighbours have no edge. Scores that depend on the neighbour
+(``score='neighbor'`` or ``'pair'``) are per-direction score maps computed once
+per pixel and then shifted, never a gathered ``(E, C)`` tensor.
 
 :class:`ShiftedWeightedSum` computes the sum from shifted slices of a once
 padded tensor and stores only its two inputs for the backward pass (never a
 ``(S, C, H, W)`` stack of the shifted copies): its backward recomputes the
 shifted products, the backward of a shift being the opposite shift. Tensors are
-channels-last, ``(B, H, W, C)``: on CPU this makes the shifted multiply-adds
-several times faster than on ``(B, C, H, W)``.
+channels-last, ``(B, H, W, heads, C)``: on CPU this makes the shifted
+multiply-adds several times faster than on ``(B, C, H, W)``.
+:func:`shifted_weighted_sum_reference` is the plain-autograd sum it is tested
+against.
 """
 from __future__ import annotations
 
@@ -26,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from graphs.grid import grid_edges
+from .lga_scores import edge_scores, normalize_dense
 
 __all__ = ['ShiftedWeightedSum', 'shifted_weighted_sum', 'shifted_weighted_sum_reference',
-           'grid_neighbor_mask', 'grid_edges', 'grid_attention']
+           'grid_neighbor_mask', 'grid_scores', 'grid_attention']
 
 Offsets = Tuple[Tuple[int, int], ...]
 
@@ -42,15 +46,26 @@ def _padding(offsets: Offsets) -> int:
     return max(max(abs(dx), abs(dy)) for dx, dy in offsets)
 
 
-class ShiftedWeightedSum(torch.autograd.Function):
-    """``out[b, y, x, :] = sum_t weight[b, y, x, t] * value[b, y + dy_t, x + dx_t, :]``.
+def _pad_hw(value: Tensor, p: int) -> Tensor:
+    """Zero-pad dims 1 and 2 (H, W) of a ``(B, H, W, ...)`` tensor by ``p``."""
+    b, height, width = value.shape[:3]
+    vpad = value.new_zeros((b, height + 2 * p, width + 2 * p, *value.shape[3:]))
+    vpad[:, p:p + height, p:p + width] = value
+    return vpad
 
-    Channels-last layout: ``weight`` is ``(B, H, W, S)``, ``value`` and the
-    output ``(B, H, W, C)`` (contiguous channels make each shifted
-    multiply-add and the backward's per-pixel dot products stream memory).
-    Neighbours outside the map read zeros. Saves ``weight`` and ``value`` only.
-    The backward is made of differentiable torch ops (no ``once_differentiable``),
-    so double backward works through it (gradgradcheck in ``tests/test_numerics.py``).
+
+def _shifted(padded: Tensor, p: int, dx: int, dy: int, height: int, width: int) -> Tensor:
+    """The view of a padded map whose pixel ``(y, x)`` holds ``(y + dy, x + dx)``."""
+    return padded[:, p + dy:p + dy + height, p + dx:p + dx + width]
+
+
+class ShiftedWeightedSum(torch.autograd.Function):
+    """``out[b, y, x, g] = sum_t weight[b, y, x, g, t] * value[b, y + dy_t, x + dx_t, g]``.
+
+    ``weight`` is ``(B, H, W, G, S)`` (``G`` heads), ``value`` and the output
+    ``(B, H, W, G, D)``. Neighbours outside the map read zeros. Saves
+    ``weight`` and ``value`` only. The backward is made of differentiable torch
+    ops (no ``once_differentiable``), so double backward works through it.
     """
 
     @staticmethod
@@ -60,8 +75,7 @@ class ShiftedWeightedSum(torch.autograd.Function):
         vpad = _pad_hw(value, p)
         out = torch.zeros_like(value, memory_format=torch.contiguous_format)
         for t, (dx, dy) in enumerate(offsets):
-            shifted = vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]
-            out.addcmul_(weight[..., t:t + 1], shifted)
+            out.addcmul_(weight[..., t:t + 1], _shifted(vpad, p, dx, dy, height, width))
         ctx.save_for_backward(weight, value)
         ctx.offsets = offsets
         return out
@@ -78,24 +92,15 @@ class ShiftedWeightedSum(torch.autograd.Function):
             vpad = _pad_hw(value, p)
             grad_weight = weight.new_empty(weight.shape)
             for t, (dx, dy) in enumerate(offsets):
-                shifted = vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]
-                grad_weight[..., t] = torch.linalg.vecdot(grad_out, shifted)
+                grad_weight[..., t] = torch.linalg.vecdot(
+                    grad_out, _shifted(vpad, p, dx, dy, height, width))
         if ctx.needs_input_grad[1]:
             gpad = grad_out.new_zeros((grad_out.size(0), height + 2 * p, width + 2 * p,
-                                       grad_out.size(3)))
+                                       *grad_out.shape[3:]))
             for t, (dx, dy) in enumerate(offsets):
-                gpad[:, p + dy:p + dy + height, p + dx:p + dx + width].addcmul_(
-                    weight[..., t:t + 1], grad_out)
+                _shifted(gpad, p, dx, dy, height, width).addcmul_(weight[..., t:t + 1], grad_out)
             grad_value = gpad[:, p:p + height, p:p + width]
         return grad_weight, grad_value, None
-
-
-def _pad_hw(value: Tensor, p: int) -> Tensor:
-    """Zero-pad the two spatial dims of a ``(B, H, W, C)`` tensor by ``p``."""
-    b, height, width, c = value.shape
-    vpad = value.new_zeros((b, height + 2 * p, width + 2 * p, c))
-    vpad[:, p:p + height, p:p + width] = value
-    return vpad
 
 
 def shifted_weighted_sum(weight: Tensor, value: Tensor,
@@ -103,13 +108,17 @@ def shifted_weighted_sum(weight: Tensor, value: Tensor,
     """The memory-lean weighted sum of shifted values (see :class:`ShiftedWeightedSum`).
 
     Args:
-        weight (Tensor): ``(B, H, W, S)``, one weight per stencil offset.
-        value (Tensor): ``(B, H, W, C)``.
+        weight (Tensor): ``(B, H, W, G, S)``, one weight per head and stencil
+            offset (``(B, H, W, S)`` is read as one head).
+        value (Tensor): ``(B, H, W, G, D)`` (``(B, H, W, C)``: one head).
         offsets: ``S`` pairs ``(dx, dy)`` (e.g. :func:`graphs.grid_stencil`).
 
     Returns:
-        ``(B, H, W, C)``.
+        The weighted sum, shaped like ``value``.
     """
+    if value.dim() == 4:
+        return ShiftedWeightedSum.apply(weight.unsqueeze(-2), value.unsqueeze(-2),
+                                        _as_offsets(offsets)).squeeze(-2)
     return ShiftedWeightedSum.apply(weight, value, _as_offsets(offsets))
 
 
@@ -119,8 +128,8 @@ def shifted_weighted_sum_reference(weight: Tensor, value: Tensor,
     offsets = _as_offsets(offsets)
     p = _padding(offsets)
     height, width = value.shape[1:3]
-    vpad = F.pad(value, (0, 0, p, p, p, p))
-    terms = [weight[..., t:t + 1] * vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]
+    vpad = F.pad(value, (0, 0) * (value.dim() - 3) + (p, p, p, p))
+    terms = [weight[..., t:t + 1] * _shifted(vpad, p, dx, dy, height, width)
              for t, (dx, dy) in enumerate(offsets)]
     return torch.stack(terms, dim=0).sum(dim=0)
 
@@ -136,29 +145,56 @@ def grid_neighbor_mask(height: int, width: int, offsets: Sequence[Sequence[int]]
     return (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
 
 
-def grid_attention(logits: Tensor, value: Tensor, offsets: Sequence[Sequence[int]],
-                   normalize: str = 'softmax') -> Tuple[Tensor, Tensor]:
-    """One LGA aggregation on a grid: normalise the logits, sum the shifted values.
-
-    Channels-last layout throughout.
+def grid_scores(score: str, query: Optional[Tensor], key: Optional[Tensor], phi: Tensor,
+                offsets: Sequence[Sequence[int]], att: Optional[Tensor] = None,
+                negative_slope: float = 0.2) -> Tensor:
+    """The score of every pixel's edge to its neighbour at each offset.
 
     Args:
-        logits (Tensor): ``(B, H, W, S)``, the logit of each pixel's edge to its
-            neighbour at each stencil offset.
-        value (Tensor): ``(B, H, W, C)``, the value map ``V h``.
+        score (str): ``'center'``, ``'neighbor'`` or ``'pair'`` (see
+            :mod:`graphattn.lga_scores`).
+        query (Tensor, optional): Centre terms ``(B, H, W, G, A)``.
+        key (Tensor, optional): Neighbour terms ``(B, H, W, G, A)``.
+        phi (Tensor): The ``S`` directions' edge encodings, ``(S, A)``.
+        offsets: ``S`` pairs ``(dx, dy)``.
+        att (Tensor, optional): ``(G, A)``, for ``'pair'``.
+
+    Returns:
+        ``(B, H, W, G, S)``; entries of out-of-image neighbours are arbitrary
+        (they are masked by the normalisation).
+    """
+    offsets = _as_offsets(offsets)
+    if score == 'center':  # one product for all directions: the per-direction 1x1 convs
+        return query @ phi.t()
+    source = key @ phi.t() if score == 'neighbor' else key  # (B, H, W, G, S) or (.., A)
+    p = _padding(offsets)
+    height, width = source.shape[1:3]
+    spad = _pad_hw(source, p)
+    maps = []
+    for t, (dx, dy) in enumerate(offsets):
+        k_j = _shifted(spad, p, dx, dy, height, width)
+        if score == 'neighbor':  # direction t's 1x1 conv, read at the neighbour
+            maps.append(k_j[..., t])
+        else:
+            maps.append(edge_scores('pair', query, k_j, phi[t], att, negative_slope))
+    return torch.stack(maps, dim=-1)
+
+
+def grid_attention(scores: Tensor, value: Tensor, offsets: Sequence[Sequence[int]],
+                   normalize: str = 'softmax') -> Tuple[Tensor, Tensor]:
+    """One LGA aggregation on a grid: normalise the scores, sum the shifted values.
+
+    Args:
+        scores (Tensor): ``(B, H, W, G, S)`` from :func:`grid_scores`.
+        value (Tensor): ``(B, H, W, G, D)``, the value map ``V h`` split in heads.
         offsets: ``S`` pairs ``(dx, dy)``.
         normalize (str): ``'softmax'`` over the in-image neighbours or
             ``'sigmoid'`` per edge (out-of-image edges weigh zero).
 
     Returns:
-        ``(out, alpha)``: ``(B, H, W, C)`` and the weights ``(B, H, W, S)``.
+        ``(out, alpha)``: ``(B, H, W, G, D)`` and the weights ``(B, H, W, G, S)``.
     """
     offsets = _as_offsets(offsets)
     mask = grid_neighbor_mask(value.size(1), value.size(2), offsets, value.device)
-    if normalize == 'softmax':
-        alpha = torch.softmax(logits.masked_fill(~mask, float('-inf')), dim=-1)
-    elif normalize == 'sigmoid':
-        alpha = torch.sigmoid(logits) * mask
-    else:
-        raise ValueError(f"'normalize' must be 'softmax' or 'sigmoid' (got {normalize!r})")
+    alpha = normalize_dense(scores, mask.unsqueeze(-2), normalize)
     return ShiftedWeightedSum.apply(alpha, value, offsets), alpha

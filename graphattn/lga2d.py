@@ -1,31 +1,32 @@
-"""LGA on (B, C, H, W) feature maps, with a fast grid path."""
+"""LGA on (B, C, H, W) feature maps: reshapes to pixels and picks the grid form."""
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple, Union
 
-import torch
 from torch import Tensor
 
-from graphs import grid_stencil
-from graphs.validation import check_dtype
+from graphs.grid import grid_edges, grid_stencil
 
-from .grid_attention import grid_attention, grid_edges
-from .lga import LGA
-from .lga_conv import LGAConv, non_default_options
+from ._checks import check_path
+from .lga import LGABase, with_extras
 
-__all__ = ['LGA2d', 'PATHS']
-
-#: The computation paths :class:`LGA2d` accepts.
-PATHS = ('auto', 'fast', 'message_passing')
+__all__ = ['LGA2d']
 
 
-def _check_path(path: Any) -> str:
-    if path not in PATHS:
-        raise ValueError(f"'path' must be one of {PATHS} (got {path!r})")
-    return path
+def attention_maps(attention: Tuple[Tensor, Tensor], height: int, width: int,
+                   offsets: Tuple[Tuple[int, int], ...]) -> Tensor:
+    """One layer's ``(edge_index, alpha)`` on the grid edges of
+    :func:`graphs.grid_edges` as maps ``(B, heads, S, H, W)``: entry ``t`` is the
+    weight of the neighbour at ``offsets[t]``, zero where it is outside."""
+    _, alpha = attention                                     # (B, E, heads)
+    edge_index, direction = grid_edges(height, width, offsets, alpha.device)
+    b, _, heads = alpha.shape
+    maps = alpha.new_zeros(b, heads, len(offsets), height * width)
+    maps[:, :, direction, edge_index[1]] = alpha.permute(0, 2, 1)
+    return maps.view(b, heads, len(offsets), height, width)
 
 
-class LGA2d(LGA):
+class LGA2d(LGABase):
     r"""Latent Graph Attention (LGA) on image feature maps, from the
     `"Latent Graph Attention for Enhanced Spatial Context"
     <https://arxiv.org/abs/2307.04149>`_ paper (Singh et al.), for CNN
@@ -33,30 +34,36 @@ class LGA2d(LGA):
     ``H x W`` map (every pixel linked to its 8 neighbours and itself).
 
     .. math::
-        \mathbf{h}^{(l)}_{p} = \sigma\Big(\sum_{t=0}^{8} \alpha^{(l)}_{p,t}\,
-        \mathbf{V}^{(l)} \mathbf{h}^{(l-1)}_{p + \delta_t}\Big), \qquad
-        \alpha^{(l)}_{p,t} = \operatorname{softmax}_{t:\, p + \delta_t \in
-        \text{image}} \big( (\mathbf{W}^{(l)}_a \mathbf{h}^{(l-1)}_p)_t \big),
+        \mathbf{h}^{(l)}_{p} = \sigma\Big(\big\Vert_{h} \sum_{t=0}^{8}
+        \alpha^{(l),h}_{p,t}\, \mathbf{V}^{(l),h} \mathbf{h}^{(l-1)}_{p + \delta_t}\Big),
+        \qquad
+        \alpha^{(l),h}_{p,t} = \operatorname{softmax}_{t:\, p + \delta_t \in
+        \text{image}} \big( s^{(l),h}_{p,t} \big),
 
     with :math:`\delta_t = (dx, dy)` the stencil offsets of
     :func:`graphs.grid_stencil` (direction :math:`t` is the 3x3 convolution tap
-    ``(t // 3, t % 3)``): :math:`\mathbf{W}_a` is the paper's set of
-    per-direction 1x1 convolutions. Output: ``cat([x, h^(L)], dim=1)``, or a
-    1x1 fusion of it back to ``in_channels`` with ``fuse=True``. See
+    ``(t // 3, t % 3)``) and the score :math:`s` of one of
+    :class:`~graphattn.LGAConv`'s readings: per-direction 1x1 convolutions of
+    the centre pixel (``'center'``: :math:`s_{p,t} = (\mathbf{W}_a
+    \mathbf{h}_p)_t`), of the neighbour (``'neighbor'``: :math:`s_{p,t} =
+    (\mathbf{W}_n \mathbf{h}_{p+\delta_t})_t`), or both ends and the
+    direction (``'pair'``). Output: ``cat([x, h^(L)], dim=1)``, or a 1x1
+    fusion of it back to ``in_channels`` with ``fuse=True``. See
     :class:`~graphattn.LGA` for which parts are our reading.
 
-    Two paths compute the same function (to 1e-5, values and gradients):
+    This module only reshapes: the maps are read channels-last as
+    ``(B, H*W, C)`` pixels (free for ``channels_last`` inputs) and every layer
+    is an :class:`~graphattn.LGAConv` given the graph as ``grid=(H, W)``. Its
+    paths compute the same function (to 1e-5, values and gradients):
 
-    * ``'fast'`` (what ``'auto'`` picks): no edge list. The maps are read
-      channels-last, ``(B, H, W, C)`` (free for ``channels_last`` inputs), so
-      the 1x1 convolutions (logits, values) are matrix products, and the
-      aggregation is a weighted sum of the nine shifted slices of the
-      once-padded value map (:mod:`graphattn.grid_attention`), whose backward
-      recomputes the shifted products instead of storing them. Out-of-image neighbours are left out of
-      the softmax, as in the message-passing path where they have no edge.
-    * ``'message_passing'``: :class:`~graphattn.LGAConv` on the edges of
-      :func:`graphs.grid_graph` ``(H, W)`` (grouped by direction), the maps
-      read as ``(B, H*W, C)`` node features sharing one topology.
+    * ``'fused'`` (what ``'auto'`` picks): no edge list, a weighted sum of the
+      nine shifted slices of the once-padded value map
+      (:mod:`graphattn.grid_attention`), whose backward recomputes the shifted
+      products instead of storing them; out-of-image neighbours are left out
+      of the softmax. (``'fast'``, its name before 0.2, still works, with a
+      deprecation warning.)
+    * ``'message_passing'``: the layers' message passing on the edges of
+      :func:`graphs.grid_edges` (the edges of :func:`graphs.grid_graph`).
 
     Both paths use the same parameters, so a ``state_dict`` serves either.
 
@@ -70,6 +77,11 @@ class LGA2d(LGA):
         connectivity (int, optional): 8 (the paper) or 4 neighbours.
             (default: :obj:`8`)
         dilation (int, optional): Distance of the neighbours. (default: :obj:`1`)
+        heads (int, optional): Attention heads per layer. (default: :obj:`1`)
+        concat (bool, optional): Concatenate the heads (else average).
+            (default: :obj:`True`)
+        score (str, optional): ``'center'``, ``'neighbor'`` or ``'pair'``.
+            (default: :obj:`'center'`)
         normalize (str, optional): ``'softmax'`` or ``'sigmoid'``.
             (default: :obj:`'softmax'`)
         groups (int, optional): Groups of the value maps. (default: :obj:`1`)
@@ -78,83 +90,33 @@ class LGA2d(LGA):
         fuse (bool, optional): 1x1 map back to ``in_channels``.
             (default: :obj:`False`)
         bias (bool, optional): Learn biases. (default: :obj:`True`)
-        path (str, optional): ``'auto'``, ``'fast'`` or ``'message_passing'``;
+        path (str, optional): ``'auto'``, ``'fused'`` or ``'message_passing'``;
             can be overridden per call. (default: :obj:`'auto'`)
 
     Shapes:
         - **input:** :math:`(B, C, H, W)`
         - **output:** :math:`(B, C + C_l, H, W)`, or :math:`(B, C, H, W)` with
-          ``fuse=True``; attention maps (when asked) :math:`(B, S, H, W)` per
-          layer, zero at out-of-image neighbours
+          ``fuse=True``; then, when asked, the latent :math:`(B, C_l, H, W)`
+          and a list of attention maps :math:`(B, \text{heads}, S, H, W)`, one
+          per layer, zero at out-of-image neighbours
     """
 
     def __init__(self, in_channels: int, latent_channels: Optional[int] = None,
                  num_layers: int = 3, *, connectivity: int = 8, dilation: int = 1,
+                 heads: int = 1, concat: bool = True, score: str = 'center',
                  normalize: str = 'softmax', groups: int = 1,
                  act: Union[str, Callable, None] = 'relu', act_kwargs: Optional[dict] = None,
                  fuse: bool = False, bias: bool = True, path: str = 'auto') -> None:
-        _check_path(path)
-        stencil = grid_stencil(connectivity, dilation, True)  # validates both
+        path = check_path(path)
+        stencil = grid_stencil(connectivity, dilation, True)  # validates both; on the CPU
         super().__init__(in_channels, latent_channels, num_layers, stencil.size(0),
-                         edge_encoder='identity', normalize=normalize, groups=groups,
-                         act=act, act_kwargs=act_kwargs, fuse=fuse, bias=bias)
+                         heads=heads, concat=concat, score=score, edge_encoder='identity',
+                         normalize=normalize, groups=groups, act=act, act_kwargs=act_kwargs,
+                         fuse=fuse, bias=bias, path=path)
         self.connectivity = connectivity
         self.dilation = dilation
-        self.path = path
         self.offsets: Tuple[Tuple[int, int], ...] = tuple(
             (int(dx), int(dy)) for dx, dy in stencil.tolist())
-
-    def _check_map(self, x: Any) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"'x' must be a Tensor of shape (B, {self.in_channels}, H, W) "
-                            f"(got {type(x).__name__})")
-        if x.dim() != 4 or x.size(1) != self.in_channels:
-            raise ValueError(f"'x' must have shape (B, {self.in_channels}, H, W) "
-                             f"(got shape {tuple(x.shape)})")
-        if not x.is_floating_point():
-            raise TypeError(f"'x' must be a floating-point tensor (got {x.dtype})")
-        check_dtype('x', x, self.proj.weight.dtype)
-        if x.size(2) == 0 or x.size(3) == 0:
-            raise ValueError(f"'x' must have a non-empty map, H, W >= 1 (got shape "
-                             f"{tuple(x.shape)})")
-
-    def _fast_layer(self, conv: LGAConv, h: Tensor) -> Tuple[Tensor, Tensor]:
-        # h: (B, H, W, C_l) channels-last; every 1x1 convolution is a Linear.
-        logits = conv.lin_att(h)
-        if conv.edge_encoder is not None:  # phi of the one-hot directions: an (S, A) matrix
-            phi = conv.edge_encoder(torch.eye(len(self.offsets), dtype=h.dtype, device=h.device))
-            logits = logits @ phi.t()
-        out, alpha = grid_attention(logits, conv.lin_value(h), self.offsets, self.normalize)
-        if conv.act is not None:
-            out = conv.act(out)
-        return out, alpha
-
-    def _latent_fast(self, x: Tensor, need_attention: bool) -> Tuple[Tensor, List[Tensor]]:
-        h = self.proj(x.permute(0, 2, 3, 1))  # (B, H, W, C_l)
-        maps: List[Tensor] = []
-        for conv in self.convs:
-            h, alpha = self._fast_layer(conv, h)
-            if need_attention:
-                maps.append(alpha.permute(0, 3, 1, 2))
-        return h.permute(0, 3, 1, 2), maps
-
-    def _latent_message_passing(self, x: Tensor, need_attention: bool
-                                ) -> Tuple[Tensor, List[Tensor]]:
-        b, _, height, width = x.shape
-        edge_index, direction = grid_edges(height, width, self.offsets, x.device)
-        edge_attr = torch.eye(len(self.offsets), dtype=x.dtype,
-                              device=x.device).index_select(0, direction)  # one-hot
-        h = self.proj(x.flatten(2).transpose(1, 2))  # (B, H*W, C_l)
-        maps: List[Tensor] = []
-        for conv in self.convs:
-            if need_attention:
-                h, (_, alpha) = conv(h, edge_index, edge_attr, return_attention_weights=True)
-                full = alpha.new_zeros(b, len(self.offsets), height * width)
-                full[:, direction, edge_index[1]] = alpha
-                maps.append(full.view(b, len(self.offsets), height, width))
-            else:
-                h = conv(h, edge_index, edge_attr)
-        return h.transpose(1, 2).reshape(b, self.latent_channels, height, width), maps
 
     def forward(self, x: Tensor, *, path: Optional[str] = None, return_latent: bool = False,
                 return_attention_weights: bool = False) -> Union[Tensor, Tuple[Any, ...]]:
@@ -166,25 +128,32 @@ class LGA2d(LGA):
             return_latent (bool, optional): Also return :math:`F_{out}`,
                 ``(B, C_l, H, W)``, for :class:`~graphattn.LGALoss`.
             return_attention_weights (bool, optional): Also return a list of
-                ``(B, S, H, W)`` attention maps, one per layer: entry ``t`` is
-                the weight of the neighbour at offset ``self.offsets[t]``.
+                ``(B, heads, S, H, W)`` attention maps, one per layer: entry
+                ``t`` is the weight of the neighbour at offset ``self.offsets[t]``.
 
         Returns:
-            ``out``, followed by ``latent`` and/or the attention maps when asked.
+            ``out``, followed by ``latent`` and/or the attention maps when
+            asked (:func:`~graphattn.lga.with_extras`).
         """
-        self._check_map(x)
-        path = _check_path(self.path if path is None else path)
-        if path == 'message_passing':
-            h, maps = self._latent_message_passing(x, return_attention_weights)
-        else:
-            h, maps = self._latent_fast(x, return_attention_weights)
-        return self.pack(self.output(x, h, dim=1), h, maps, return_latent,
-                         return_attention_weights)
+        self._check_x(x, (f'(B, {self.in_channels}, H, W)',), (4,), 1)
+        b, _, height, width = x.shape
+        if height == 0 or width == 0:
+            raise ValueError(f"'x' must have a non-empty map, H, W >= 1 (got shape "
+                             f"{tuple(x.shape)})")
+        h = self.proj(x.permute(0, 2, 3, 1)).reshape(b, height * width, self.latent_channels)
+        graph = self.convs[0].prepare(h, grid=(height, width, self.offsets),
+                                      path=self.path if path is None else path)
+        h, attention = self.layers(h, graph, return_attention_weights)
+        latent = h.view(b, height, width, self.latent_channels).permute(0, 3, 1, 2)
+        maps: Optional[List[Tensor]] = None
+        if return_attention_weights:
+            maps = [attention_maps(att, height, width, self.offsets) for att in attention]
+        return with_extras(self.output(x, latent, dim=1), latent if return_latent else None,
+                           maps)
 
     def __repr__(self) -> str:
-        extra = non_default_options(
-            connectivity=(self.connectivity, 8), dilation=(self.dilation, 1),
-            normalize=(self.normalize, 'softmax'), groups=(self.groups, 1),
-            fuse=(self.fuse, False), path=(self.path, 'auto'))
+        extra = (f', connectivity={self.connectivity}' if self.connectivity != 8 else '') + (
+            f', dilation={self.dilation}' if self.dilation != 1 else '')
         return (f'{self.__class__.__name__}({self.in_channels}, '
-                f'latent_channels={self.latent_channels}, num_layers={self.num_layers}{extra})')
+                f'latent_channels={self.latent_channels}, num_layers={self.num_layers}'
+                f'{extra}{self._options()})')

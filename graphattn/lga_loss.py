@@ -13,8 +13,8 @@ from graphs import grid_stencil
 from graphs.validation import (check_batch, check_positive_float, check_positive_int,
                                select_nodes)
 
-from .grid_attention import grid_edges
-from .lga_conv import non_default_options
+from graphs.grid import grid_edges
+from ._repr import non_default_options
 
 __all__ = ['LGALoss', 'patch_labels', 'pair_divergence', 'DIVERGENCES']
 

@@ -1,28 +1,28 @@
-"""The dense neighbour-table path of LGA: attention over an ``(N, K)`` table.
+"""The neighbour-table kernel of LGA: attention over an ``(N, K)`` table.
 
 A kNN graph gives every node the same number ``K`` of neighbours, so its edges
 fit an ``(N, K)`` table of neighbour indices (``-1`` pads nodes with fewer; see
 :func:`graphs.to_neighbor_table`). On that layout one LGA layer is
 
 .. math::
-    \\mathbf{o}_i = \\sum_{k} \\alpha_{i,k}\\, \\mathbf{v}_{n(i, k)}, \\qquad
-    \\alpha_{i,\\cdot} = \\operatorname{softmax}_k\\big(\\mathbf{q}_i^{\\top}
-    \\phi(\\mathbf{e}_{i,k})\\big),
+    \\mathbf{o}^h_i = \\sum_{k} \\alpha^h_{i,k}\\, \\mathbf{v}^h_{n(i, k)}, \\qquad
+    \\alpha^h_{i,\\cdot} = \\operatorname{softmax}_k\\big(s^h_{i, n(i,k)}\\big),
 
-the same function as the message-passing path, which materialises per-edge
-tensors of shape ``(E, C)`` (messages, gathered values) and ``(E, A)`` (edge
-encodings, their hidden layer, the gathered queries) and keeps them for the
-backward pass. Here nothing of size ``E x C`` or ``E x A`` outlives a chunk of
-nodes:
+with the scores :math:`s` of :mod:`graphattn.lga_scores`: the same function as
+the message-passing path, which materialises per-edge tensors of shape
+``(E, C)`` and ``(E, A)`` and keeps them for the backward pass. Here nothing
+of size ``E x C`` or ``E x A`` outlives a chunk of nodes:
 
-* the logits are computed chunk by chunk under activation checkpointing
-  (:func:`neighbor_logits`), so only the ``(N, K)`` logits are stored and the
-  edge encoder runs again, per chunk, in the backward pass;
+* the scores are computed chunk by chunk under activation checkpointing
+  (:func:`neighbor_scores`), so only the ``(N, G, K)`` scores are stored and
+  the edge encoder runs again, per chunk, in the backward pass;
 * the weighted sum is :class:`NeighborWeightedSum`, which saves only the
-  weights ``(N, K)`` and the values ``(N, C)`` and recomputes its gathers in
-  the backward pass.
+  weights and the values and recomputes its gathers in the backward pass.
 
-Peak memory is then ``O(N (K + C + A))`` plus one chunk's ``O(n K (C + A))``.
+Padding never reads a real node: padded entries are gathered from a clamped
+index and then replaced by zeros (``torch.where``), so a NaN or inf at node 0
+stays at node 0. Peak memory is ``O(N (K + C + A))`` plus one chunk's
+``O(n K (C + A))``.
 """
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['NeighborWeightedSum', 'neighbor_weighted_sum', 'neighbor_logits',
-           'neighbor_softmax', 'default_chunk_size']
+from .lga_scores import edge_scores
+
+__all__ = ['NeighborWeightedSum', 'neighbor_weighted_sum', 'neighbor_scores',
+           'default_chunk_size']
 
 #: Elements of one chunk's gathered ``(n, K, C)`` block: 16M floats = 64 MB in fp32.
 CHUNK_ELEMENTS = 1 << 24
@@ -45,23 +47,27 @@ def default_chunk_size(num_nodes: int, width: int, channels: int) -> int:
 
 
 def _gather(value: Tensor, index: Tensor) -> Tensor:
-    """``value[:, index]`` for ``value`` ``(B, M, C)`` and ``index`` ``(n, K)``: ``(B, n, K, C)``."""
-    b, _, c = value.shape
-    return value.index_select(1, index.reshape(-1)).view(b, index.size(0), index.size(1), c)
+    """``value[:, index]`` for ``value`` ``(B, M, ...)`` and an ``(n, K)`` index
+    with ``-1`` padding: ``(B, n, K, ...)``, zero at the padding."""
+    b, _, *rest = value.shape
+    n, k = index.shape
+    got = value.index_select(1, index.clamp(min=0).reshape(-1)).view(b, n, k, *rest)
+    valid = (index >= 0).view(1, n, k, *([1] * len(rest)))
+    return torch.where(valid, got, got.new_zeros(()))
 
 
 class NeighborWeightedSum(torch.autograd.Function):
     """``out[b, i] = sum_k alpha[b, i, k] * value[b, index[i, k]]``, chunked over ``i``.
 
     ``alpha`` is ``(B, N, K)``, ``value`` ``(B, M, C)`` and ``index`` ``(N, K)``
-    with entries in ``[0, M)`` (padding must carry zero weight). Saves
-    ``alpha``, ``value`` and ``index`` only; the backward gathers again, chunk
-    by chunk, and is itself differentiable (double backward works).
+    with entries in ``[0, M)`` or ``-1`` (padding, read as a zero vector).
+    Saves ``alpha``, ``value`` and ``index`` only; the backward gathers again,
+    chunk by chunk, and is itself differentiable (double backward works).
     """
 
     @staticmethod
     def forward(ctx, alpha: Tensor, value: Tensor, index: Tensor, chunk_size: int) -> Tensor:
-        out = value.new_empty(alpha.size(0), alpha.size(1), value.size(2))
+        out = value.new_zeros(alpha.size(0), alpha.size(1), value.size(2))
         for start in range(0, alpha.size(1), chunk_size):
             stop = min(start + chunk_size, alpha.size(1))
             gathered = _gather(value, index[start:stop])           # (B, n, K, C)
@@ -84,68 +90,96 @@ class NeighborWeightedSum(torch.autograd.Function):
                 gathered = _gather(value, index[start:stop])
                 parts.append((gathered @ g.unsqueeze(-1)).squeeze(-1))
             if grad_value is not None:
+                idx = index[start:stop]
                 contrib = alpha[:, start:stop].unsqueeze(-1) * g.unsqueeze(-2)  # (B, n, K, C)
-                grad_value.index_add_(1, index[start:stop].reshape(-1), contrib.flatten(1, 2))
+                contrib = torch.where((idx >= 0).view(1, *idx.shape, 1), contrib,
+                                      contrib.new_zeros(()))
+                grad_value.index_add_(1, idx.clamp(min=0).reshape(-1), contrib.flatten(1, 2))
         if ctx.needs_input_grad[0]:
-            grad_alpha = torch.cat(parts, dim=1)
+            grad_alpha = torch.cat(parts, dim=1) if parts else alpha.new_zeros(alpha.shape)
         return grad_alpha, grad_value, None, None
 
 
 def neighbor_weighted_sum(alpha: Tensor, value: Tensor, index: Tensor,
                           chunk_size: int) -> Tensor:
-    """See :class:`NeighborWeightedSum`; ``index`` may hold ``-1`` where ``alpha`` is zero."""
-    return NeighborWeightedSum.apply(alpha, value, index.clamp(min=0), chunk_size)
+    """Heads-aware weighted sum over a neighbour table.
+
+    Args:
+        alpha (Tensor): ``(B, N, G, K)`` weights (zero at padding).
+        value (Tensor): ``(B, M, G, D)`` values.
+        index (LongTensor): ``(N, K)`` neighbours, ``-1`` padding.
+        chunk_size (int): Centre nodes per chunk.
+
+    Returns:
+        ``(B, N, G, D)``.
+    """
+    b, n, g, k = alpha.shape
+    d = value.size(-1)
+    # Heads join the batch: each head is a weighted sum over the same table.
+    a = alpha.permute(0, 2, 1, 3).reshape(b * g, n, k)
+    v = value.permute(0, 2, 1, 3).reshape(b * g, value.size(1), d)
+    out = NeighborWeightedSum.apply(a, v, index, chunk_size)
+    return out.view(b, g, n, d).permute(0, 2, 1, 3)
 
 
-def _logits_chunk(query: Tensor, attr: Tensor, encoder: Optional[Callable[[Tensor], Tensor]]
-                  ) -> Tensor:
-    # query (B, n, A); attr (n, K, D) -> (B, n, K). The encoder sees (n * K, D) rows,
-    # the (|E|, D) form it gets on the message-passing path.
+def _encode(attr: Tensor, encoder: Optional[Callable[[Tensor], Tensor]]) -> Tensor:
+    # The encoder sees (n * K, D) rows, the (|E|, D) form of the message-passing path;
+    # the output width is read from the output, so an empty chunk (K = 0) reshapes too.
+    if encoder is None:
+        return attr
     n, k, d = attr.shape
-    phi = attr if encoder is None else encoder(attr.reshape(n * k, d)).view(n, k, -1)
-    # One (K, A) @ (A, B) product per node; a broadcast (B, n, K, A) copy of phi is avoided.
-    return torch.bmm(phi, query.permute(1, 2, 0)).permute(2, 0, 1)
+    out = encoder(attr.reshape(n * k, d))
+    return out.reshape(n, k, out.size(-1))
 
 
-def _relative_chunk(query: Tensor, pos_src: Tensor, pos_dst: Tensor, index: Tensor,
-                    encoder: Optional[Callable[[Tensor], Tensor]]) -> Tensor:
-    attr = pos_src[index.clamp(min=0)] - pos_dst.unsqueeze(1)
-    return _logits_chunk(query, attr.to(query.dtype), encoder)
+def _scores_chunk(score: str, query: Optional[Tensor], key: Optional[Tensor], attr: Tensor,
+                  index: Tensor, encoder: Optional[Callable[[Tensor], Tensor]],
+                  att: Optional[Tensor], negative_slope: float) -> Tensor:
+    """Scores ``(B, n, G, K)`` of one chunk of ``n`` centres."""
+    phi = _encode(attr, encoder)                                     # (n, K, A)
+    if score == 'center':
+        # One (K, A) @ (A, B*G) product per node; no broadcast (B, n, K, G, A) copy.
+        b, n, g, a = query.shape
+        s = torch.bmm(phi, query.permute(1, 3, 0, 2).reshape(n, a, b * g))  # (n, K, B*G)
+        return s.view(n, -1, b, g).permute(2, 0, 3, 1)
+    k_j = _gather(key, index)                                         # (B, n, K, G, A)
+    q_i = None if query is None else query.unsqueeze(2)               # (B, n, 1, G, A)
+    s = edge_scores(score, q_i, k_j, phi.unsqueeze(-2).unsqueeze(0), att, negative_slope)
+    return s.transpose(-1, -2)                                        # (B, n, G, K)
 
 
-def neighbor_logits(query: Tensor, index: Tensor, encoder: Optional[Callable[[Tensor], Tensor]],
+def neighbor_scores(score: str, query: Optional[Tensor], key: Optional[Tensor],
+                    index: Tensor, encoder: Optional[Callable[[Tensor], Tensor]],
                     chunk_size: int, *, edge_attr: Optional[Tensor] = None,
-                    pos_src: Optional[Tensor] = None, pos_dst: Optional[Tensor] = None) -> Tensor:
-    """The logits ``q_i^T phi(e_{i,k})`` of every table entry, ``(B, N, K)``.
+                    pos_src: Optional[Tensor] = None, pos_dst: Optional[Tensor] = None,
+                    att: Optional[Tensor] = None, negative_slope: float = 0.2) -> Tensor:
+    """The scores of every table entry, ``(B, N, G, K)``.
 
-    The edge attributes are either given in the table's layout
-    (``edge_attr``, ``(N, K, D)``) or computed per chunk as ``pos_src[j] -
-    pos_dst[i]``. Each chunk runs under activation checkpointing, so the
-    encoder's ``(n, K, A)`` activations are freed after the chunk and
-    recomputed in the backward pass.
+    ``query`` is ``(B, N, G, A)`` (centres), ``key`` ``(B, M, G, A)``
+    (neighbours); either may be :obj:`None` when the reading does not use it.
+    The edge attributes are either given in the table's layout (``edge_attr``,
+    ``(N, K, D)``) or computed per chunk as ``pos_src[j] - pos_dst[i]``. Each
+    chunk runs under activation checkpointing, so the encoder's ``(n, K, A)``
+    activations are freed after the chunk and recomputed in the backward pass.
     """
     parts = []
     grad = torch.is_grad_enabled()
-    for start, q in zip(range(0, query.size(1), chunk_size), query.split(chunk_size, dim=1)):
-        stop = start + q.size(1)
+    num_nodes = index.size(0)
+    for start in range(0, num_nodes, chunk_size):
+        stop = min(start + chunk_size, num_nodes)
+        idx = index[start:stop]
         if edge_attr is not None:
-            args = (q, edge_attr[start:stop], encoder)
-            fn = _logits_chunk
+            attr = edge_attr[start:stop]
         else:
-            args = (q, pos_src, pos_dst[start:stop], index[start:stop], encoder)
-            fn = _relative_chunk
-        parts.append(checkpoint(fn, *args, use_reentrant=False) if grad else fn(*args))
+            attr = torch.where((idx >= 0).unsqueeze(-1),
+                               pos_src[idx.clamp(min=0)] - pos_dst[start:stop].unsqueeze(1),
+                               pos_src.new_zeros(()))
+        q = None if query is None else query[:, start:stop]
+        args = (score, q, key, attr.to(q.dtype if q is not None else key.dtype), idx,
+                encoder, att, negative_slope)
+        parts.append(checkpoint(_scores_chunk, *args, use_reentrant=False) if grad
+                     else _scores_chunk(*args))
+    if not parts:
+        ref = query if query is not None else key
+        return ref.new_zeros(ref.size(0), 0, ref.size(2), index.size(1))
     return torch.cat(parts, dim=1)
-
-
-def neighbor_softmax(logits: Tensor, valid: Tensor, normalize: str = 'softmax') -> Tensor:
-    """Normalise ``(B, N, K)`` logits over the valid entries of each row.
-
-    Padding gets weight zero; a node without neighbours gets all-zero weights
-    (an output of zero, as message passing gives a node without edges).
-    """
-    if normalize == 'softmax':
-        # A finite fill keeps rows without any neighbour free of NaN.
-        filled = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-        return torch.softmax(filled, dim=-1).masked_fill(~valid, 0.0)
-    return torch.sigmoid(logits).masked_fill(~valid, 0.0)

@@ -54,7 +54,9 @@ def grid_stencil(connectivity: int = 8, dilation: int = 1,
             if dx == 0 and dy == 0 and not self_loops:
                 continue
             offsets.append((dx * dilation, dy * dilation))
-    return torch.tensor(offsets, dtype=torch.long)
+    # Built on the CPU whatever the default device: a stencil is metadata, and
+    # modules built under torch.device('meta') read it with .tolist().
+    return torch.tensor(offsets, dtype=torch.long, device='cpu')
 
 
 def grid_edge_count(height: int, width: int, connectivity: int = 8,

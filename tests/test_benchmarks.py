@@ -47,7 +47,7 @@ def test_unfold_baseline_equals_lga2d():
 
 
 def test_plot_reads_suite_json(tmp_path):
-    for suite, impl in (('lga', 'fast'), ('latentgnn', 'fused')):
+    for suite, impl in (('lga', 'fused'), ('latentgnn', 'fused')):
         rows = [{'size': f'{s}x{s}', 'impl': impl, 'ms': float(s)} for s in (64, 128)]
         (tmp_path / f'{suite}.json').write_text(json.dumps({'rows': rows}))
     out = plot.main(['--results', str(tmp_path), '--out', str(tmp_path / 'scaling.png')])

@@ -71,7 +71,7 @@ def _cases():
                                     return_attention_weights=True), _points, 24),
         'LGA2d[fast, latent, attention]': (
             LGA2d(8, 6, num_layers=2, fuse=True),
-            lambda m, x: m(x, path='fast', return_latent=True, return_attention_weights=True),
+            lambda m, x: m(x, path='fused', return_latent=True, return_attention_weights=True),
             lambda s: (torch.randn(2, 8, *s),), (5, 6)),
         'LGA2d[message_passing, attention]': (
             LGA2d(8, 6, num_layers=2),

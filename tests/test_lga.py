@@ -39,7 +39,7 @@ def test_output_widths_and_returns():
                              return_attention_weights=True)
     assert out.shape == (12, 14) and model.out_channels == 14
     assert torch.equal(out[:, :6], x) and torch.equal(out[:, 6:], latent)
-    assert len(att) == 2 and att[0][1].shape == (g.edge_index.size(1),)
+    assert len(att) == 2 and att[0][1].shape == (g.edge_index.size(1), 1)
     fused = LGA(6, 8, num_layers=2, fuse=True)
     assert fused(x, g.edge_index, g.edge_attr).shape == (12, 6) and fused.out_channels == 6
     # Shared topology: (B, N, C).

@@ -14,7 +14,7 @@ DT = torch.float64
 def _compare_paths(model, x):
     grads = {}
     outs = {}
-    for path in ('fast', 'message_passing'):
+    for path in ('fused', 'message_passing'):
         model.zero_grad()
         xi = x.clone().requires_grad_()
         out, latent, maps = model(xi, path=path, return_latent=True,
@@ -23,11 +23,11 @@ def _compare_paths(model, x):
         ((out * w).sum() + (latent ** 2).sum()).backward()
         outs[path] = (out.detach(), latent.detach(), [m.detach() for m in maps])
         grads[path] = [xi.grad] + [p.grad.clone() for p in model.parameters()]
-    (a, la, ma), (b, lb, mb) = outs['fast'], outs['message_passing']
+    (a, la, ma), (b, lb, mb) = outs['fused'], outs['message_passing']
     assert torch.allclose(a, b, atol=1e-5) and torch.allclose(la, lb, atol=1e-5)
     for p, q in zip(ma, mb):
         assert torch.allclose(p, q, atol=1e-5)
-    for g1, g2 in zip(grads['fast'], grads['message_passing']):
+    for g1, g2 in zip(grads['fused'], grads['message_passing']):
         assert torch.allclose(g1, g2, atol=1e-5)
 
 
@@ -60,11 +60,11 @@ def test_auto_uses_fast_path_and_shapes():
     x = torch.randn(2, 4, 5, 3)
     out = model(x)
     assert out.shape == (2, 12, 5, 3)
-    assert torch.equal(out, model(x, path='fast'))
+    assert torch.equal(out, model(x, path='fused'))
     assert LGA2d(4, 8, fuse=True)(x).shape == (2, 4, 5, 3)
 
 
-@pytest.mark.parametrize('path', ['fast', 'message_passing'])
+@pytest.mark.parametrize('path', ['fused', 'message_passing'])
 def test_receptive_field(path):
     torch.manual_seed(0)
     num_layers = 2
@@ -84,7 +84,8 @@ def test_attention_maps():
     torch.manual_seed(0)
     model = LGA2d(4, num_layers=1)
     _, (alpha,) = model(torch.randn(2, 4, 4, 5), return_attention_weights=True)
-    assert alpha.shape == (2, 9, 4, 5)
+    assert alpha.shape == (2, 1, 9, 4, 5)   # (B, heads, S, H, W)
+    alpha = alpha[:, 0]
     assert torch.allclose(alpha.sum(1), torch.ones(2, 4, 5), atol=1e-6)
     assert bool((alpha >= 0).all() and (alpha <= 1).all())
     mask = grid_neighbor_mask(4, 5, model.offsets).permute(2, 0, 1)
@@ -117,7 +118,7 @@ def test_gradcheck_module():
 
 def test_state_dict_round_trip_across_paths():
     torch.manual_seed(0)
-    a = LGA2d(4, 4, num_layers=2, groups=2, path='fast')
+    a = LGA2d(4, 4, num_layers=2, groups=2, path='fused')
     b = LGA2d(4, 4, num_layers=2, groups=2, path='message_passing')
     buf = io.BytesIO()
     torch.save(a.state_dict(), buf)
@@ -154,7 +155,7 @@ def test_no_graph_breaks():
 def test_integer_or_empty_maps_are_refused_by_every_path():
     from graphattn import LGA, LGA2d, LGAConv
     block = LGA2d(4, num_layers=1)
-    for path in ('fast', 'message_passing'):
+    for path in ('fused', 'message_passing'):
         with pytest.raises(TypeError, match="'x' must be a floating-point"):
             block(torch.zeros(1, 4, 3, 3, dtype=torch.long), path=path)
         with pytest.raises(ValueError, match='non-empty map'):

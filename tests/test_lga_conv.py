@@ -8,7 +8,8 @@ from torch_geometric.utils import scatter, to_networkx
 
 import graphs
 from graphattn import LGAConv
-from graphattn.lga_conv import GroupedLinear, relative_positions
+from graphattn.grouped_linear import GroupedLinear
+from graphs.point_cloud import relative_positions
 
 DT = torch.float64
 
@@ -82,7 +83,8 @@ def test_attention_weights_and_networkx_export():
     conv = LGAConv(4, 4, edge_dim=9)
     x = torch.randn(12, 4)
     out, (ei, alpha) = conv(x, g.edge_index, g.edge_attr, return_attention_weights=True)
-    assert isinstance(out, torch.Tensor) and alpha.shape == (ei.size(1),)
+    assert isinstance(out, torch.Tensor) and alpha.shape == (ei.size(1), 1)  # (E, heads)
+    alpha = alpha[:, 0]
     assert bool(((alpha >= 0) & (alpha <= 1)).all())
     sums = scatter(alpha, ei[1], dim=0, dim_size=12, reduce='sum')
     assert torch.allclose(sums, torch.ones(12), atol=1e-6)
@@ -101,7 +103,7 @@ def test_shared_topology_batch_and_bipartite():
     conv = LGAConv(4, 6, edge_dim=9, normalize='softmax')
     x = torch.randn(2, 9, 4)
     out, (_, alpha) = conv(x, g.edge_index, g.edge_attr, return_attention_weights=True)
-    assert out.shape == (2, 9, 6) and alpha.shape == (2, g.edge_index.size(1))
+    assert out.shape == (2, 9, 6) and alpha.shape == (2, g.edge_index.size(1), 1)
     for b in range(2):
         assert torch.allclose(out[b], conv(x[b], g.edge_index, g.edge_attr), atol=1e-6)
     bip = LGAConv((4, 5), 6, edge_dim=2, edge_encoder='mlp')

@@ -114,8 +114,9 @@ def test_table_path_with_edge_attr_batched_features_and_attention():
                                      return_attention_weights=True)
     torch.testing.assert_close(out_tb, out_mp)
     # Same edges, returned in table order: compare the weights edge by edge.
-    key_mp = {tuple(e): a for e, a in zip(ei_mp.t().tolist(), alpha_mp.t().tolist())}
-    key_tb = {tuple(e): a for e, a in zip(ei_tb.t().tolist(), alpha_tb.t().tolist())}
+    assert alpha_mp.shape == alpha_tb.shape == (2, edge_index.size(1), 1)  # (B, E, heads)
+    key_mp = {tuple(e): a for e, a in zip(ei_mp.t().tolist(), alpha_mp[..., 0].t().tolist())}
+    key_tb = {tuple(e): a for e, a in zip(ei_tb.t().tolist(), alpha_tb[..., 0].t().tolist())}
     assert key_mp.keys() == key_tb.keys()
     for e in key_mp:
         assert key_tb[e] == pytest.approx(key_mp[e], rel=1e-12, abs=1e-12)
@@ -173,10 +174,12 @@ def test_table_path_gradcheck_through_the_layer():
     assert torch.autograd.gradcheck(lambda t: conv(t, None, pos=pos, neighbors=table), (xg,))
 
 
-def test_padding_weight_must_be_zero_for_the_clamped_gather():
-    # neighbor_weighted_sum reads index -1 as node 0: a zero weight must cancel it.
-    alpha = torch.tensor([[[0.5, 0.0]]])
-    value = torch.tensor([[[100.0], [2.0]]])
+@pytest.mark.parametrize('node0', [100.0, float('nan'), float('inf')])
+def test_padding_never_reads_a_real_node(node0):
+    # Index -1 is gathered from a clamped index: the value must be replaced, not
+    # multiplied by a zero weight (0 * NaN = NaN would leak node 0 everywhere).
+    alpha = torch.tensor([0.5, 0.0]).view(1, 1, 1, 2)            # (B, N, heads, K)
+    value = torch.tensor([node0, 2.0]).view(1, 2, 1, 1)          # (B, M, heads, D)
     out = neighbor_weighted_sum(alpha, value, torch.tensor([[1, -1]]), 1)
     assert out.item() == pytest.approx(1.0)
 

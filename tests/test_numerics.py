@@ -57,7 +57,7 @@ def _cases():
         'LGA': (LGA(3, 2, num_layers=2, act='tanh', fuse=True),
                 lambda m, x: m(x, grid.edge_index, grid.edge_attr), (_randn(6, 3),)),
         'LGA2d[fast]': (LGA2d(2, 3, num_layers=2, act='tanh', fuse=True),
-                        lambda m, x: m(x, path='fast'), (_randn(1, 2, 2, 3),)),
+                        lambda m, x: m(x, path='fused'), (_randn(1, 2, 2, 3),)),
         'LGA2d[message_passing]': (LGA2d(2, 3, num_layers=2, act='tanh', fuse=True),
                                    lambda m, x: m(x, path='message_passing'),
                                    (_randn(1, 2, 2, 3),)),

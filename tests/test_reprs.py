@@ -15,8 +15,8 @@ from graphattn import LGA, LGA2d, LGAConv, LGALoss
     (LGA(16, 8, 2, 3, edge_encoder='mlp', fuse=True),
      "LGA(16, latent_channels=8, num_layers=2, edge_dim=3, edge_encoder='mlp', fuse=True)"),
     (LGA2d(64, num_layers=4), 'LGA2d(64, latent_channels=64, num_layers=4)'),
-    (LGA2d(64, 32, connectivity=4, dilation=2, path='fast'),
-     "LGA2d(64, latent_channels=32, num_layers=3, connectivity=4, dilation=2, path='fast')"),
+    (LGA2d(64, 32, connectivity=4, dilation=2, path='fused'),
+     "LGA2d(64, latent_channels=32, num_layers=3, connectivity=4, dilation=2, path='fused')"),
     (LGALoss(), "LGALoss(margin=1.0, divergence='sym_kl', num_random_pairs=0)"),
     (LGALoss(ignore_index=255, reduction='sum'),
      "LGALoss(margin=1.0, divergence='sym_kl', num_random_pairs=0, ignore_index=255, "

@@ -14,7 +14,7 @@ from torch_geometric import EdgeIndex
 
 import graphs
 from graphattn import LGA, LGAConv
-from graphs.adjacency import adjacency_to_edge_index
+from graphattn.adjacency import adjacency_to_edge_index
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 needs_torch_sparse = pytest.mark.skipif(not pyg_typing.WITH_TORCH_SPARSE,

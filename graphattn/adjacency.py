@@ -1,10 +1,10 @@
-"""Sparse adjacency inputs (PyG's ``adj_t`` convention) as edge lists.
+"""Sparse adjacency inputs of the layers (PyG's ``adj_t`` convention) as edge lists.
 
 PyG layers take a graph either as an ``edge_index`` or as a transposed sparse
 adjacency ``adj_t`` (a ``torch_sparse.SparseTensor`` or a ``torch.sparse``
 COO/CSR tensor) whose entry ``(i, j)`` is the edge ``j -> i`` and whose values
 may carry per-edge attributes. :func:`adjacency_to_edge_index` turns either
-sparse form into the ``(2, E)`` edge index used everywhere in :mod:`graphs`,
+sparse form into the ``(2, E)`` edge index the layers use,
 with the values in the same edge order. torch-sparse is optional: it is never
 imported here; a ``SparseTensor`` can only reach this function if the caller
 has it.
