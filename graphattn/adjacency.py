@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import torch
 from torch import Tensor
 from torch_geometric.utils import is_sparse, to_edge_index
+from torch_geometric.utils.sparse import set_sparse_value
 
-__all__ = ['adjacency_to_edge_index', 'is_sparse_adjacency']
+__all__ = ['adjacency_to_edge_index', 'is_sparse_adjacency', 'with_edge_values']
 
 
 def is_sparse_adjacency(adj) -> bool:
@@ -38,3 +40,19 @@ def adjacency_to_edge_index(adj_t) -> Tuple[Tensor, Optional[Tensor]]:
                         f"(got {type(adj_t).__name__})")
     indices, values = to_edge_index(adj_t)
     return indices.flip(0), values
+
+
+def with_edge_values(adj_t, values: Tensor):
+    """The sparsity pattern of ``adj_t`` carrying ``values`` (``(E, ...)``, in the
+    edge order of :func:`adjacency_to_edge_index`), in the same sparse type and
+    layout: how attention weights go back to a user who passed an adjacency.
+    A hybrid ``torch.sparse`` input (values with their own dense dims, the edge
+    attributes) keeps only its two sparse dims."""
+    if not isinstance(adj_t, Tensor):  # torch_sparse.SparseTensor
+        return adj_t.set_value(values, layout='coo')
+    size = tuple(adj_t.shape[:2]) + tuple(values.shape[1:])
+    if adj_t.layout == torch.sparse_coo:
+        return torch.sparse_coo_tensor(adj_t.indices(), values, size).coalesce()
+    if adj_t.layout == torch.sparse_csr:
+        return torch.sparse_csr_tensor(adj_t.crow_indices(), adj_t.col_indices(), values, size)
+    return set_sparse_value(adj_t, values)

@@ -10,7 +10,6 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear, is_uninitialized_parameter
 from torch_geometric.nn.inits import glorot, reset
 from torch_geometric.nn.resolver import activation_resolver
-from torch_geometric.utils.sparse import set_sparse_value
 
 from graphs.grid import grid_edges
 from graphs.point_graphs import neighbors_to_edge_index
@@ -18,6 +17,7 @@ from graphs.validation import check_positive_int
 
 from ._checks import check_choice, check_features, check_flag, check_path
 from ._repr import non_default_options
+from .adjacency import with_edge_values
 from .grid_attention import grid_attention, grid_scores
 from .grouped_linear import GroupedLinear
 from .lga_graph import GridSpec, LGAGraph, prepare_graph
@@ -420,8 +420,8 @@ class LGAConv(MessagePassing):
         if adj is None:
             return graph.edge_index, alpha
         if isinstance(adj, Tensor):  # torch.sparse: as GATConv, (adj with weights, alpha)
-            return set_sparse_value(adj, alpha), alpha
-        return adj.set_value(alpha, layout='coo')  # torch_sparse.SparseTensor
+            return with_edge_values(adj, alpha), alpha
+        return with_edge_values(adj, alpha)  # torch_sparse.SparseTensor, as GATConv
 
     def __repr__(self) -> str:
         encoder = ('identity' if self.edge_encoder is None else

@@ -46,6 +46,16 @@ def default_chunk_size(num_nodes: int, width: int, channels: int) -> int:
     return max(1, min(num_nodes, CHUNK_ELEMENTS // max(1, width * channels)))
 
 
+def _spans(num_nodes: int, chunk_size: int):
+    """``(start, stop)`` of each chunk. Under :func:`torch.compile` one span: a
+    Python loop over a node count would specialise the trace to that count (one
+    recompilation per cloud size), and the compiler fuses the chunk anyway."""
+    if torch.compiler.is_compiling():
+        return [(0, num_nodes)]
+    return [(start, min(start + chunk_size, num_nodes))
+            for start in range(0, num_nodes, chunk_size)]
+
+
 def _gather(value: Tensor, index: Tensor) -> Tensor:
     """``value[:, index]`` for ``value`` ``(B, M, ...)`` and an ``(n, K)`` index
     with ``-1`` padding: ``(B, n, K, ...)``, zero at the padding."""
@@ -68,8 +78,7 @@ class NeighborWeightedSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, alpha: Tensor, value: Tensor, index: Tensor, chunk_size: int) -> Tensor:
         out = value.new_zeros(alpha.size(0), alpha.size(1), value.size(2))
-        for start in range(0, alpha.size(1), chunk_size):
-            stop = min(start + chunk_size, alpha.size(1))
+        for start, stop in _spans(alpha.size(1), chunk_size):
             gathered = _gather(value, index[start:stop])           # (B, n, K, C)
             out[:, start:stop] = (alpha[:, start:stop].unsqueeze(-2) @ gathered).squeeze(-2)
         ctx.save_for_backward(alpha, value, index)
@@ -83,8 +92,7 @@ class NeighborWeightedSum(torch.autograd.Function):
         parts = []
         if ctx.needs_input_grad[1]:
             grad_value = torch.zeros_like(value)
-        for start in range(0, alpha.size(1), ctx.chunk_size):
-            stop = min(start + ctx.chunk_size, alpha.size(1))
+        for start, stop in _spans(alpha.size(1), ctx.chunk_size):
             g = grad_out[:, start:stop]                               # (B, n, C)
             if ctx.needs_input_grad[0]:
                 gathered = _gather(value, index[start:stop])
@@ -164,9 +172,7 @@ def neighbor_scores(score: str, query: Optional[Tensor], key: Optional[Tensor],
     """
     parts = []
     grad = torch.is_grad_enabled()
-    num_nodes = index.size(0)
-    for start in range(0, num_nodes, chunk_size):
-        stop = min(start + chunk_size, num_nodes)
+    for start, stop in _spans(index.size(0), chunk_size):
         idx = index[start:stop]
         if edge_attr is not None:
             attr = edge_attr[start:stop]

@@ -47,6 +47,11 @@ def _points(n, k=5, seed=0):
     return torch.randn(n, 8, generator=g), graphs.knn_graph(pos, k, loop=True), pos
 
 
+def _table_points(n):
+    x, _, pos = _points(n)
+    return x, graphs.nearest_neighbors(pos, 5, loop=True)[0], pos
+
+
 def _two_graphs(n):
     batch = torch.cat([torch.zeros(n // 2, dtype=torch.long),
                        torch.ones(n - n // 2, dtype=torch.long)])
@@ -77,6 +82,16 @@ def _cases():
             LGA2d(8, 6, num_layers=2),
             lambda m, x: m(x, path='message_passing', return_attention_weights=True),
             lambda s: (torch.randn(2, 8, *s),), (5, 6)),
+        'LGA2d[fused, score=neighbor, 2 heads]': (
+            LGA2d(8, 6, num_layers=2, score='neighbor', heads=2),
+            lambda m, x: m(x, return_attention_weights=True),
+            lambda s: (torch.randn(2, 8, *s),), (5, 6)),
+        'LGA2d[fused, score=pair]': (
+            LGA2d(8, 6, num_layers=2, score='pair'),
+            lambda m, x: m(x, path='fused'), lambda s: (torch.randn(2, 8, *s),), (5, 6)),
+        'LGA[table, score=pair, 2 heads]': (
+            LGA(8, 8, num_layers=2, edge_dim=3, edge_encoder='mlp', score='pair', heads=2),
+            lambda m, x, table, pos: m(x, neighbors=table, pos=pos), _table_points, 24),
         'LatentGNN[fused]': (
             _active(LatentGNN(8, [4], channel_stride=2, norm='layer')),
             lambda m, x, b, n: m(x, b, batch_size=2, max_num_nodes=n), _two_graphs, 24),

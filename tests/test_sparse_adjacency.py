@@ -105,3 +105,20 @@ def test_our_modules_never_import_the_optional_extensions():
                      else [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert not name.split('.')[0] in ('torch_sparse', 'torch_scatter'), path
+
+
+@needs_torch_sparse
+def test_sparse_tensor_attention_comes_back_as_a_weighted_adjacency():
+    from torch_sparse import SparseTensor
+    pos, x, edge_index, edge_attr = _graph()
+    conv = LGAConv(8, 4, 4, heads=2).double()
+    out, (ei, alpha) = conv(x, edge_index, edge_attr, return_attention_weights=True)
+    adj_t = SparseTensor(row=edge_index[1], col=edge_index[0], value=edge_attr,
+                         sparse_sizes=(40, 40))
+    out2, adj_w = conv(x, adj_t, return_attention_weights=True)
+    torch.testing.assert_close(out2, out)
+    row, col, value = adj_w.coo()
+    assert value.shape == (edge_index.size(1), 2)
+    lookup = {(int(i), int(j)): a for i, j, a in zip(row, col, value)}
+    for e in range(edge_index.size(1)):
+        torch.testing.assert_close(lookup[(int(ei[1, e]), int(ei[0, e]))], alpha[e])
