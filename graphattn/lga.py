@@ -7,6 +7,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 from torch.nn import Module, ModuleList
+from torch_geometric.data.data import BaseData
 from torch_geometric.nn.dense.linear import Linear
 
 from graphs.validation import check_positive_int
@@ -36,7 +37,7 @@ class LGABase(Module):
     def __init__(self, in_channels: int, latent_channels: Optional[int] = None,
                  num_layers: int = 3, edge_dim: int = 9, *, heads: int = 1,
                  concat: bool = True, score: str = 'center',
-                 edge_encoder: Union[str, Module] = 'identity',
+                 edge_encoder: Union[str, Module, None] = None,
                  att_channels: Optional[int] = None, normalize: str = 'softmax',
                  groups: int = 1, act: Union[str, Callable, None] = 'relu',
                  act_kwargs: Optional[dict] = None, fuse: bool = False, bias: bool = True,
@@ -169,8 +170,10 @@ class LGA(LGABase):
             ``'center'``, ``'neighbor'`` or ``'pair'`` (see
             :class:`~graphattn.LGAConv`). (default: :obj:`'center'`)
         edge_encoder (str, optional): :math:`\phi` of every layer:
-            ``'identity'`` (grids) or ``'mlp'`` (point clouds).
-            (default: :obj:`'identity'`)
+            ``'identity'`` (grids) or ``'mlp'`` (point clouds); :obj:`None`
+            is the identity, refused on relative positions from ``pos`` (see
+            :class:`~graphattn.LGAConv` and :meth:`for_points`).
+            (default: :obj:`None`)
         att_channels (int, optional): Score width of every layer.
         normalize (str, optional): ``'softmax'`` or ``'sigmoid'``.
             (default: :obj:`'softmax'`)
@@ -200,7 +203,26 @@ class LGA(LGABase):
           attention as :class:`~graphattn.LGAConv` returns it
     """
 
-    def forward(self, x: Tensor, edge_index: Any = None, edge_attr: Optional[Tensor] = None,
+    @classmethod
+    def for_points(cls, in_channels: int, latent_channels: Optional[int] = None,
+                   num_layers: int = 3, *, dim: int = 3, att_channels: int = 32,
+                   **kwargs: Any) -> 'LGA':
+        r"""LGA configured for point clouds: the edge attribute of ``j -> i`` is
+        the ``dim``-dimensional offset :math:`\mathbf{p}_j - \mathbf{p}_i` (from
+        ``pos``, or a graph of :func:`graphs.point_cloud_to_data`), encoded by
+        a learned MLP :math:`\phi` (``edge_encoder='mlp'``) of width
+        ``att_channels``. Other arguments as in :class:`LGA`.
+
+        Give it a graph with self-loops (``graphs.knn_graph(..., loop=True)``,
+        ``graphs.nearest_neighbors(..., loop=True)``): a node's own features
+        reach its output only through its self-loop.
+        """
+        check_positive_int('dim', dim)
+        return cls(in_channels, latent_channels, num_layers, edge_dim=dim,
+                   edge_encoder='mlp', att_channels=att_channels, **kwargs)
+
+    def forward(self, x: Union[Tensor, BaseData], edge_index: Any = None,
+                edge_attr: Optional[Tensor] = None,
                 batch: Optional[Tensor] = None, *, pos: Optional[Tensor] = None,
                 neighbors: Optional[Tensor] = None, grid: Optional[GridSpec] = None,
                 path: Optional[str] = None, return_latent: bool = False,
@@ -208,7 +230,9 @@ class LGA(LGABase):
         r"""Runs the module.
 
         Args:
-            x (Tensor): ``(N, C)`` or ``(B, N, C)``.
+            x (Tensor or Data): ``(N, C)`` or ``(B, N, C)``; or a PyG
+                ``Data``/``Batch``, whose ``x``, ``adj_t`` or ``edge_index``,
+                ``edge_attr``, ``pos`` and ``batch`` fill the arguments not given.
             edge_index (Tensor or SparseTensor, optional): ``(2, E)`` (row 0
                 neighbours, row 1 centres), or a transposed sparse adjacency
                 ``adj_t`` as in :class:`~graphattn.LGAConv`.
@@ -240,6 +264,14 @@ class LGA(LGABase):
             ``out``, followed by ``latent`` and/or the attention list when
             asked (:func:`with_extras`).
         """
+        if isinstance(x, BaseData):
+            data = x
+            x = data.x
+            if edge_index is None and neighbors is None and grid is None:
+                edge_index = data.adj_t if 'adj_t' in data else data.edge_index
+            edge_attr = data.edge_attr if edge_attr is None else edge_attr
+            pos = data.pos if pos is None and edge_attr is None else pos
+            batch = data.batch if batch is None else batch
         self._check_x(x, (f'(N, {self.in_channels})', f'(B, N, {self.in_channels})'), (2, 3), -1)
         if batch is not None and (not isinstance(batch, Tensor) or batch.dim() != 1
                                   or batch.numel() != x.size(-2)):

@@ -158,7 +158,11 @@ class LGAConv(MessagePassing):
         edge_encoder (str or torch.nn.Module, optional): :math:`\phi`:
             ``'identity'``, ``'mlp'`` (Linear(edge_dim, A)-ReLU-Linear(A, A)),
             or a module mapping ``(|E|, edge_dim)`` to ``(|E|, A)``; shared
-            by the heads. (default: :obj:`'identity'`)
+            by the heads. :obj:`None` is the identity for one-hot or given
+            edge attributes, and an error for relative positions computed
+            from ``pos`` (the score would be linear in the offset): pass
+            ``'mlp'``, or ``'identity'`` by name to keep it.
+            (default: :obj:`None`)
         normalize (str, optional): ``'softmax'`` over each neighbourhood or
             ``'sigmoid'`` per edge. (default: :obj:`'softmax'`)
         groups (int, optional): Groups of the value map :math:`\mathbf{V}`.
@@ -204,7 +208,7 @@ class LGAConv(MessagePassing):
     def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
                  edge_dim: int, *, heads: int = 1, concat: bool = True,
                  score: str = 'center', att_channels: Optional[int] = None,
-                 edge_encoder: Union[str, Module] = 'identity', normalize: str = 'softmax',
+                 edge_encoder: Union[str, Module, None] = None, normalize: str = 'softmax',
                  groups: int = 1, act: Union[str, Callable, None] = 'relu',
                  act_kwargs: Optional[dict] = None, negative_slope: float = 0.2,
                  bias: bool = True, chunk_size: Optional[int] = None, path: str = 'auto',
@@ -219,7 +223,11 @@ class LGAConv(MessagePassing):
         check_flag('concat', concat)
         check_choice('score', score, SCORES)
         check_choice('normalize', normalize, NORMALIZATIONS)
-        encoder, att_channels = _edge_encoder(edge_encoder, edge_dim, att_channels)
+        # None: the identity, refused on relative positions (a score linear in the
+        # offset) unless 'identity' is asked for by name.
+        self.identity_explicit = edge_encoder == 'identity'
+        encoder, att_channels = _edge_encoder(
+            'identity' if edge_encoder is None else edge_encoder, edge_dim, att_channels)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -282,9 +290,16 @@ class LGAConv(MessagePassing):
         input once, not per layer)."""
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         self._check_features(x_src, x_dst)
-        return prepare_graph(x_src, x_dst, edge_index, edge_attr, size, pos, neighbors, grid,
-                             edge_dim=self.edge_dim, path=self.path if path is None else path,
-                             flow=self.flow)
+        graph = prepare_graph(x_src, x_dst, edge_index, edge_attr, size, pos, neighbors, grid,
+                              edge_dim=self.edge_dim, path=self.path if path is None else path,
+                              flow=self.flow)
+        if graph.relative and self.edge_encoder is None and not self.identity_explicit:
+            raise ValueError("relative positions from 'pos' need a learned edge encoder: "
+                             "with the identity the attention score is linear in the offset "
+                             "pos[j] - pos[i]. Build the layer with edge_encoder='mlp' (e.g. "
+                             "LGA.for_points(...)), or pass edge_encoder='identity' by name "
+                             "to keep the linear score")
+        return graph
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Union[Tensor, PairTensor], edge_index: Any = None,

@@ -12,6 +12,7 @@ nothing is checked, converted or synchronised per layer.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -54,6 +55,8 @@ class LGAGraph(NamedTuple):
         size (tuple, optional): ``(num_src, num_dst)`` for message passing.
         adjacency (Any): The sparse ``adj_t`` the graph came from, if any (the
             attention weights are returned in its layout).
+        relative (bool): Whether the edge attributes are relative positions
+            computed from ``pos``.
     """
     form: str
     edge_index: Optional[Tensor] = None
@@ -66,6 +69,7 @@ class LGAGraph(NamedTuple):
     offsets: Offsets = DEFAULT_OFFSETS
     size: Optional[Tuple[int, int]] = None
     adjacency: Any = None
+    relative: bool = False
 
 
 def _pair(value: Union[Tensor, PairTensor, None]) -> Tuple[Optional[Tensor], Optional[Tensor]]:
@@ -137,6 +141,21 @@ def _edges(edge_index: Any) -> Tensor:
     return edge_index
 
 
+def _warn_without_self(num_nodes: int, has_self: Tensor) -> None:
+    # LGA aggregates over N(i) only: without the self-loop a node's own features
+    # never reach its output, a silent loss of information. One sync per forward,
+    # at the outermost entry; skipped while compiling.
+    if num_nodes == 0:
+        return
+    missing = int((~has_self).sum())
+    if missing:
+        warnings.warn(f"{missing} of {num_nodes} nodes have no self-loop: LGA aggregates over "
+                      "each node's neighbourhood only, so their own features never reach "
+                      "their output. Build the graph with self-loops (graphs.knn_graph(..., "
+                      "loop=True), point_cloud_to_data(..., loop=True), "
+                      "torch_geometric.utils.add_self_loops)", UserWarning, stacklevel=4)
+
+
 def _relative(pos: Union[Tensor, PairTensor], edge_index: Tensor, flow: str) -> Tensor:
     # pos[j] - pos[i] for the edge j -> i: with flow='target_to_source' the
     # neighbour j is row 1 and the centre i row 0.
@@ -173,6 +192,8 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
             raise ValueError("'grid' graphs carry their own edge attribute (the one-hot "
                              "direction): leave 'edge_attr' and 'pos' unset")
         height, width, offsets = _grid(grid, num_dst, edge_dim)
+        if (0, 0) not in offsets and not torch.compiler.is_compiling():
+            _warn_without_self(num_dst, torch.zeros(num_dst, dtype=torch.bool))
         if path == 'message_passing':
             ei, direction = grid_edges(height, width, offsets, x_dst.device)
             eye = torch.eye(len(offsets), dtype=x_dst.dtype, device=x_dst.device)
@@ -185,15 +206,19 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
         elif pos is None:
             raise ValueError("'edge_attr' of shape (N, K, edge_dim) is required with "
                              "'neighbors' (or pass 'pos' for relative positions)")
+        if x_src is x_dst and not torch.compiler.is_compiling():
+            _warn_without_self(num_dst, (table == torch.arange(
+                num_dst, device=table.device).unsqueeze(1)).any(dim=1))
         if path == 'message_passing':
             ei = neighbors_to_edge_index(table)
             attr = (edge_attr[table >= 0] if edge_attr is not None
                     else relative_positions(pos, ei))
             _check_edge_attr(attr, (ei.size(1),), edge_dim, "(relative positions of 'pos')")
-            return LGAGraph('edges', ei, attr, size=(num_src, num_dst))
+            return LGAGraph('edges', ei, attr, size=(num_src, num_dst),
+                            relative=edge_attr is None)
         pos_src, pos_dst = _pair(pos)
         return LGAGraph('table', edge_attr=edge_attr, neighbors=table, pos_src=pos_src,
-                        pos_dst=pos_dst)
+                        pos_dst=pos_dst, relative=edge_attr is None)
     if path == 'fused':
         raise ValueError("path='fused' needs a regular graph form: pass 'neighbors' (an (N, K) "
                          "table, e.g. graphs.to_neighbor_table(edge_index)) or 'grid'")
@@ -206,10 +231,19 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
         if edge_attr is None and values is not None and values.dim() == 2:
             edge_attr = values
     edge_index = _edges(edge_index)
-    if edge_attr is None:
+    relative = edge_attr is None
+    if relative:
         if pos is None:
             raise ValueError("'edge_attr' of shape (E, edge_dim) is required (or pass "
                              "'pos' to use relative positions pos[j] - pos[i])")
         edge_attr = _relative(pos, edge_index, flow)
     _check_edge_attr(edge_attr, (edge_index.size(1),), edge_dim, 'for the edges of edge_index')
-    return LGAGraph('edges', edge_index, edge_attr, size=size, adjacency=adjacency)
+    if x_src is x_dst and size is None and edge_index.numel() and (
+            not torch.compiler.is_compiling()):
+        centre = edge_index[1] if flow == 'source_to_target' else edge_index[0]
+        # One spare slot: out-of-range indices are reported later, naming edge_index.
+        looped = torch.zeros(num_dst + 1, dtype=torch.bool, device=edge_index.device)
+        looped.index_fill_(0, centre[edge_index[0] == edge_index[1]].clamp(0, num_dst), True)
+        _warn_without_self(num_dst, looped[:num_dst])
+    return LGAGraph('edges', edge_index, edge_attr, size=size, adjacency=adjacency,
+                    relative=relative)
