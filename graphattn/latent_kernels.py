@@ -111,8 +111,10 @@ def bipartite_convs() -> Tuple[SimpleConv, SimpleConv]:
     Both send messages from ``edge_index[0]`` to ``edge_index[1]``: the first
     gets the :class:`graphs.LatentGraph` edges (row 0 visible, row 1 latent),
     the second the same edges flipped. (``flow='target_to_source'`` would save
-    the flip, but SimpleConv's bipartite input ``(x_src, x_dst)`` does not
-    take it when the two sides differ in size, in PyG 2.8.)
+    the flip, but PyG 2.8's generated ``propagate`` reads a bipartite input
+    ``(x_src, x_dst)`` in the source-to-target order whatever the flow, and
+    :class:`SimpleConv` turns a single tensor into such a pair, so the two
+    sides would have to be equal in size.)
     """
     v2l = SimpleConv(aggr='sum')
     l2v = SimpleConv(aggr='sum')

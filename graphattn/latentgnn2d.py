@@ -56,7 +56,9 @@ class LatentGNN2d(LatentGNNBase):
 
     Shapes:
         - **input:** :math:`(B, C, H, W)`
-        - **output:** :math:`(B, C, H, W)`
+        - **output:** :math:`(B, C, H, W)`, and with ``return_assignments=True``
+          a list of :math:`K` :class:`~graphattn.latent_kernels.LatentAssignment`
+          (over the :math:`BHW` pixel nodes)
     """
 
     def forward(self, x: Tensor, *, path: Optional[str] = None,
