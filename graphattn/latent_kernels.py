@@ -137,11 +137,10 @@ def fused_latent_kernel(xv: Tensor, psi_v: Tensor, psi_l: Tensor, *, symmetric: 
 
     Args:
         xv (Tensor): ``(B, n, C')`` visible features (zero rows pad graphs).
-        psi_v (Tensor): ``(B, n, d)`` raw affinities :math:`\Psi_v`; unused
-            with ``symmetric=True``.
-        psi_l (Tensor): ``(B, n, d)`` raw affinities :math:`\Psi_l` (the one
-            :math:`\Psi` with ``symmetric=True``).
-        symmetric (bool): :math:`\hat{\Psi}_v = \hat{\Psi}_l` (row-normalised).
+        psi_v (Tensor): ``(B, n, d)`` raw affinities :math:`\Psi_v`.
+        psi_l (Tensor): ``(B, n, d)`` raw affinities :math:`\Psi_l`.
+        symmetric (bool): ``psi_v`` and ``psi_l`` are the one :math:`\Psi`
+            (pass it twice), row-normalised for both steps.
         return_weights (bool): also return the normalised
             :math:`(\hat{\Psi}_v, \hat{\Psi}_l)`, each ``(B, n, d)``.
 
@@ -176,13 +175,13 @@ def message_passing_latent_kernel(xv: Tensor, psi_v: Tensor, psi_l: Tensor, batc
 
     Args:
         xv (Tensor): ``(N, C')`` visible features.
-        psi_v (Tensor): ``(N, d)`` raw :math:`\Psi_v` (the one :math:`\Psi`
-            with ``symmetric=True``).
-        psi_l (Tensor): ``(N, d)`` raw :math:`\Psi_l`; unused with ``symmetric=True``.
+        psi_v (Tensor): ``(N, d)`` raw :math:`\Psi_v`.
+        psi_l (Tensor): ``(N, d)`` raw :math:`\Psi_l`.
         batch (LongTensor): ``(N,)`` sorted graph index of each node.
         num_graphs (int): :math:`B` (graphs without nodes allowed).
         v2l, l2v (SimpleConv): the layers of :func:`bipartite_convs`.
-        symmetric (bool): one :math:`\Psi`, row-normalised, both ways.
+        symmetric (bool): ``psi_v`` and ``psi_l`` are the one :math:`\Psi`
+            (pass it twice), row-normalised for both steps.
         top_m (int, optional): keep the top-:math:`m` latent nodes.
 
     Returns:
@@ -210,7 +209,8 @@ def latent_kernel_reference(xv: Tensor, psi_v: Tensor, psi_l: Tensor, batch: Ten
                             symmetric: bool = False, top_m: Optional[int] = None) -> Tensor:
     r"""The kernel's output ``(N, C')``, graph by graph, from the equations:
     dense top-:math:`m` masks, :func:`torch.nn.functional.normalize`, plain
-    products. For tests (a Python loop over graphs)."""
+    products (``symmetric=True`` reads ``psi_v`` only). For tests (a Python
+    loop over graphs)."""
     rows = []
     for b in range(int(batch.max()) + 1 if batch.numel() else 0):
         sel = batch == b

@@ -30,9 +30,8 @@ def _inputs(sizes=SIZES, seed=0, requires_grad=False):
 
 def _fused(xv, psi_v, psi_l, batch, num_graphs, symmetric):
     layout = DenseLayout(xv.size(0), batch, num_graphs, xv.device)
-    pl = layout.to_dense(psi_l if not symmetric else psi_v)
-    pv = pl if symmetric else layout.to_dense(psi_v)
-    out, adj, _ = fused_latent_kernel(layout.to_dense(xv), pv, pl, symmetric=symmetric)
+    out, adj, _ = fused_latent_kernel(layout.to_dense(xv), layout.to_dense(psi_v),
+                                      layout.to_dense(psi_l), symmetric=symmetric)
     return layout.to_flat(out)
 
 
@@ -46,6 +45,8 @@ def _message_passing(xv, psi_v, psi_l, batch, num_graphs, symmetric, top_m=None)
 @pytest.mark.parametrize('symmetric', [False, True])
 def test_fused_kernel_equals_reference(symmetric):
     xv, psi_v, psi_l, batch = _inputs()
+    if symmetric:   # one Psi, passed twice
+        psi_l = psi_v
     expected = latent_kernel_reference(xv, psi_v, psi_l, batch, symmetric=symmetric)
     out = _fused(xv, psi_v, psi_l, batch, len(SIZES), symmetric)
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
@@ -55,6 +56,8 @@ def test_fused_kernel_equals_reference(symmetric):
 @pytest.mark.parametrize('symmetric', [False, True])
 def test_message_passing_kernel_equals_reference(symmetric, top_m):
     xv, psi_v, psi_l, batch = _inputs(seed=1)
+    if symmetric:
+        psi_l = psi_v
     expected = latent_kernel_reference(xv, psi_v, psi_l, batch, symmetric=symmetric,
                                        top_m=top_m)
     out = _message_passing(xv, psi_v, psi_l, batch, len(SIZES), symmetric, top_m)
