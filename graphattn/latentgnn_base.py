@@ -21,7 +21,7 @@ from .latent_kernels import (LatentAssignment, bipartite_convs, fused_latent_ker
 from .latentgnn_official import convert_official_state_dict
 from .norms import NormSpec, check_norm, make_norm
 
-__all__ = ['MODES', 'LatentKernel', 'LatentGNNBase']
+__all__ = ['MODES', 'Output', 'LatentKernel', 'LatentGNNBase']
 
 #: The two ways of building the bipartite weights :math:`\Psi`.
 MODES = ('asymmetric', 'symmetric')
