@@ -349,3 +349,17 @@ def test_explainer_masks_only_the_input_graph(kwargs, num_edges):
     explanation = explainer(x, edge_index, batch=batch)
     assert explanation.edge_mask.shape == (num,)
     assert bool(torch.isfinite(explanation.edge_mask).all())
+
+
+def test_shared_path_vocabulary():
+    """LatentGNN takes the paths of graphattn._checks.PATHS; 'fast' (LGA2d's old
+    name of 'fused') is accepted with a DeprecationWarning, as everywhere."""
+    model = _model(latent_dims=[4]).eval()
+    x, batch = torch.randn(7, C, dtype=torch.float64), _batch([3, 4])
+    with pytest.warns(DeprecationWarning, match="'fused'"):
+        out = model(x, batch, path='fast')
+    assert torch.equal(out, model(x, batch, path='fused'))
+    sparse = LatentGNN(C, [4], sparse_top_m=2)
+    assert sparse.resolve_path() == 'message_passing'
+    with pytest.raises(ValueError, match=r"path='fused' needs .*sparse_top_m=None"):
+        sparse.resolve_path('fused')
