@@ -1,11 +1,14 @@
 """LatentGNN as a drop-in block for CNN feature maps (B, C, H, W)."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import Optional
 
 from torch import Tensor
 
-from .latentgnn import LatentAssignment, LatentGNNBase, _Layout
+from ._checks import check_features
+from .dense_layout import DenseLayout
+from .latentgnn_base import LatentGNNBase, Output
+from .norms import check_batch_norm_nodes
 
 __all__ = ['LatentGNN2d']
 
@@ -18,7 +21,7 @@ class LatentGNN2d(LatentGNNBase):
 
     Each image is a graph of :math:`N = HW` visible nodes (its pixels, row-major)
     with its own :math:`d` latent nodes; the computation is that of
-    :class:`graphattn.LatentGNN` (see there for the math), run on the
+    :class:`~graphattn.latentgnn_base.LatentGNNBase` (steps 1-6 there), run on the
     ``(B * H * W, C)`` pixel nodes with the fused batched-matrix path (all graphs
     have the same size, so no padding) or, with ``path='message_passing'`` or
     ``sparse_top_m``, over the bipartite graph of :func:`graphs.latent_graph`.
@@ -53,33 +56,35 @@ class LatentGNN2d(LatentGNNBase):
 
     Shapes:
         - **input:** :math:`(B, C, H, W)`
-        - **output:** :math:`(B, C, H, W)`
+        - **output:** :math:`(B, C, H, W)`, and with ``return_assignments=True``
+          a list of :math:`K` :class:`~graphattn.latent_kernels.LatentAssignment`
+          (over the :math:`BHW` pixel nodes)
     """
 
     def forward(self, x: Tensor, *, path: Optional[str] = None,
-                return_assignments: bool = False
-                ) -> Union[Tensor, Tuple[Tensor, List[LatentAssignment]]]:
+                return_assignments: bool = False) -> Output:
         r"""
         Args:
             x (Tensor): feature map ``(B, in_channels, H, W)``.
             path (str, optional): overrides the constructor's ``path``.
             return_assignments (bool, optional): also return each kernel's
                 bipartite weights (pixel node ``b * H * W + h * W + w``).
+
+        Returns:
+            ``out`` ``(B, in_channels, H, W)``, or ``(out, assignments)`` with
+            ``return_assignments=True`` (a list of :math:`K`
+            :class:`~graphattn.latent_kernels.LatentAssignment`).
         """
-        self._check_x(x, 'x', f'(B, {self.in_channels}, H, W)')
-        if x.dim() != 4 or x.size(1) != self.in_channels:
-            raise ValueError(f"'x' must have shape (B, {self.in_channels}, H, W) "
-                             f"(got shape {tuple(x.shape)})")
+        check_features('x', x, self.in_channels, (f'(B, {self.in_channels}, H, W)',), (4,),
+                       self.up.weight.dtype, channel_dim=1)
         b, c, h, w = x.shape
-        chosen = self._choose_path(path)
+        chosen = self.resolve_path(path)
         n = b * h * w
-        self._check_batch_norm_size(n, 'x')
+        check_batch_norm_nodes('x', n, self.norm, self.training)
         if n == 0:
-            out = x.clone() if self.residual else x.new_zeros(x.shape)
-            return (out, []) if return_assignments else out
+            return self.pack(self.output(x, None), [], return_assignments)
         nodes = x.permute(0, 2, 3, 1).reshape(n, c)
-        layout = _Layout(n, None, b, x.device)
-        y, assignments = self._propagate(nodes, layout, chosen, return_assignments)
+        layout = DenseLayout(n, None, b, x.device)
+        y, assignments = self.node_forward(nodes, layout, chosen, return_assignments)
         y = y.view(b, h, w, c).permute(0, 3, 1, 2)
-        out = x + self.gamma * y if self.residual else y.contiguous()
-        return (out, assignments) if return_assignments else out
+        return self.pack(self.output(x, y), assignments, return_assignments)

@@ -13,7 +13,8 @@ from typing import Callable, Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ['FrozenBatchNorm', 'make_norm', 'NORMS', 'NormSpec']
+__all__ = ['FrozenBatchNorm', 'make_norm', 'check_norm', 'check_batch_norm_nodes', 'NORMS',
+           'NormSpec']
 
 NormSpec = Union[str, Callable[[int], nn.Module]]
 
@@ -88,7 +89,7 @@ def make_norm(norm: NormSpec, num_features: int) -> nn.Module:
     * ``'frozen'``: :class:`FrozenBatchNorm` (buffers only, identity at init).
     * a callable ``f(num_features) -> nn.Module`` acting on ``(N, C)``.
     """
-    if callable(norm) and not isinstance(norm, str):
+    if not isinstance(check_norm(norm), str):
         return norm(num_features)
     if norm == 'batch':
         return nn.BatchNorm1d(num_features)
@@ -96,7 +97,22 @@ def make_norm(norm: NormSpec, num_features: int) -> nn.Module:
         return nn.LayerNorm(num_features)
     if norm == 'none':
         return nn.Identity()
-    if norm == 'frozen':
-        return FrozenBatchNorm(num_features)
-    raise ValueError(f"'norm' must be one of {NORMS} or a callable "
-                     f"num_features -> nn.Module (got {norm!r})")
+    return FrozenBatchNorm(num_features)
+
+
+def check_norm(norm: NormSpec) -> NormSpec:
+    """``norm`` must be one of :data:`NORMS` or a callable ``num_features -> nn.Module``."""
+    if not (callable(norm) and not isinstance(norm, str)) and norm not in NORMS:
+        raise ValueError(f"'norm' must be one of {NORMS} or a callable "
+                         f"num_features -> nn.Module (got {norm!r})")
+    return norm
+
+
+def check_batch_norm_nodes(name: str, num_nodes: int, norm: NormSpec, training: bool) -> None:
+    """``norm='batch'`` in training needs more than one node (as ``BatchNorm2d``
+    needs more than one pixel); ``BatchNorm1d``'s own message names a reduced
+    width, not the input."""
+    if training and norm == 'batch' and num_nodes == 1:
+        raise ValueError(f"'{name}' holds a single node: norm='batch' needs more than one "
+                         "node per batch in training (as BatchNorm2d needs more than one "
+                         "pixel); call .eval() or use norm='layer'")

@@ -3,9 +3,12 @@ import torch
 import torch._dynamo
 import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
+from torch_geometric.explain import Explainer, GNNExplainer
+from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+from torch_geometric.nn import GCNConv
 
 from graphattn import LatentGNN, LatentGNN2d
-from graphattn.latentgnn import latentgnn_num_parameters
+from graphattn.latentgnn_official import latentgnn_num_parameters
 from graphattn.norms import FrozenBatchNorm
 from graphs import latent_to_networkx
 
@@ -298,3 +301,65 @@ def test_no_graph_breaks():
                                              max_num_nodes=3)
     assert explained.graph_break_count == 0
     torch._dynamo.reset()
+
+
+class _GCNThenLatent(torch.nn.Module):
+    """A model whose input graph is explained: a GCNConv, then LatentGNN."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.conv = GCNConv(C, C)
+        self.latent = LatentGNN(C, [3], norm='layer', **kwargs)
+        with torch.no_grad():
+            self.latent.gamma.fill_(1.0)
+
+    def forward(self, x, edge_index, batch):
+        return self.latent(self.conv(x, edge_index).relu(), batch)
+
+
+@pytest.mark.parametrize('kwargs', [dict(path='message_passing'), dict(sparse_top_m=2)])
+@pytest.mark.parametrize('num_edges', ['equal', 'different'])
+def test_explainer_masks_only_the_input_graph(kwargs, num_edges):
+    """PyG's explainers put their edge mask on every MessagePassing layer;
+    LatentGNN's internal visible <-> latent layers must not take it (with as
+    many edges as the input graph they were silently masked, else crashed)."""
+    torch.manual_seed(0)
+    model = _GCNThenLatent(**kwargs).eval()
+    batch = _batch([4, 5])
+    x = torch.randn(9, C)
+    m = kwargs.get('sparse_top_m', 3)                 # bipartite edges per visible node
+    num = 9 * m if num_edges == 'equal' else 9 * m + 5
+    edge_index = torch.stack([torch.randint(0, 4, (num,)), torch.randint(0, 4, (num,))])
+    # 1. A mask on the input graph changes the GCN, not LatentGNN itself.
+    h = model.conv(x, edge_index).relu()
+    expected = model.latent(h, batch)
+    set_masks(model, torch.randn(num), edge_index, apply_sigmoid=True)
+    try:
+        assert model.conv.explain is True
+        assert torch.equal(model.latent(h, batch), expected)
+        assert not torch.equal(model(x, edge_index, batch), model.latent(h, batch))
+    finally:
+        clear_masks(model)
+    assert all(conv.explain is False for k in model.latent.kernels for conv in (k.v2l, k.l2v))
+    # 2. GNNExplainer runs and explains the input edges only.
+    explainer = Explainer(model, algorithm=GNNExplainer(epochs=3), explanation_type='model',
+                          node_mask_type=None, edge_mask_type='object',
+                          model_config=dict(mode='regression', task_level='node',
+                                            return_type='raw'))
+    explanation = explainer(x, edge_index, batch=batch)
+    assert explanation.edge_mask.shape == (num,)
+    assert bool(torch.isfinite(explanation.edge_mask).all())
+
+
+def test_shared_path_vocabulary():
+    """LatentGNN takes the paths of graphattn._checks.PATHS; 'fast' (LGA2d's old
+    name of 'fused') is accepted with a DeprecationWarning, as everywhere."""
+    model = _model(latent_dims=[4]).eval()
+    x, batch = torch.randn(7, C, dtype=torch.float64), _batch([3, 4])
+    with pytest.warns(DeprecationWarning, match="'fused'"):
+        out = model(x, batch, path='fast')
+    assert torch.equal(out, model(x, batch, path='fused'))
+    sparse = LatentGNN(C, [4], sparse_top_m=2)
+    assert sparse.resolve_path() == 'message_passing'
+    with pytest.raises(ValueError, match=r"path='fused' needs .*sparse_top_m=None"):
+        sparse.resolve_path('fused')

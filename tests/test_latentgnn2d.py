@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from graphattn import LatentGNN, LatentGNN2d
-from graphattn.latentgnn import latentgnn_num_parameters
+from graphattn.latentgnn_official import latentgnn_num_parameters
 
 C, STRIDE = 16, 4
 
