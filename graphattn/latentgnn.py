@@ -10,13 +10,10 @@ from graphs.validation import check_batch, check_positive_int
 
 from ._checks import check_batch_size, check_features
 from .dense_layout import DenseLayout
-from .latent_kernels import LatentAssignment
 from .latentgnn_base import LatentGNNBase, Output
-# Re-exported: the documented import path of the parameter count.
-from .latentgnn_official import latentgnn_num_parameters
 from .norms import check_batch_norm_nodes
 
-__all__ = ['LatentGNN', 'LatentAssignment', 'latentgnn_num_parameters']
+__all__ = ['LatentGNN']
 
 
 class LatentGNN(LatentGNNBase):

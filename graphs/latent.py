@@ -233,7 +233,7 @@ def latent_to_networkx(graph: Union[LatentGraph, Tensor], edge_weight: Optional[
 
     Nodes are ``('visible', i)`` and ``('latent', k)`` (attribute
     ``bipartite`` 0 or 1), edges run visible -> latent and carry ``weight``
-    when weights are known (for example a :class:`graphattn.latentgnn.LatentAssignment`'s
+    when weights are known (for example a :class:`graphattn.LatentAssignment`'s
     ``v2l_weight`` or ``l2v_weight``).
 
     Args:

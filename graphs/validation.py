@@ -101,21 +101,6 @@ def check_bool(name: str, value) -> bool:
     return value
 
 
-def check_dtype(name: str, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``x`` must have the dtype of the module's parameters (unless autocast is on).
-
-    PyTorch's own message for this mismatch ("mat1 and mat2 must have the same
-    dtype") names neither the argument nor the fix. Under :func:`torch.autocast`
-    mixed dtypes are expected and left to autocast. Reads no data: free under
-    ``torch.compile``.
-    """
-    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-        raise TypeError(f"'{name}' has dtype {x.dtype} but the module's parameters are "
-                        f"{dtype}: convert one to the other (module.to({x.dtype}) or "
-                        f"{name}.to({dtype})), or run under torch.autocast")
-    return x
-
-
 def select_nodes(name: str, values: Tensor, index: Tensor) -> Tensor:
     """``values.index_select(0, index)`` with an error naming ``name`` for bad indices.
 
