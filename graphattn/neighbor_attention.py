@@ -19,9 +19,9 @@ of size ``E x C`` or ``E x A`` outlives a chunk of nodes:
 * the weighted sum is :class:`NeighborWeightedSum`, which saves only the
   weights and the values and recomputes its gathers in the backward pass.
 
-Padding never reads a real node: padded entries are gathered from a clamped
-index and then replaced by zeros (``torch.where``), so a NaN or inf at node 0
-stays at node 0. Peak memory is ``O(N (K + C + A))`` plus one chunk's
+Padding never reads a real node: padded entries point at a zero row appended
+to the values (one copy of the values, not a pass over the gathered block),
+so a NaN or inf at node 0 stays at node 0. Peak memory is ``O(N (K + C + A))`` plus one chunk's
 ``O(n K (C + A))``.
 """
 from __future__ import annotations
@@ -56,30 +56,41 @@ def _spans(num_nodes: int, chunk_size: int):
             for start in range(0, num_nodes, chunk_size)]
 
 
+def _with_zero_row(value: Tensor) -> Tensor:
+    """``value`` ``(B, M, ...)`` with a zero row ``M`` appended: where padding reads."""
+    return torch.cat([value, value.new_zeros(value.size(0), 1, *value.shape[2:])], dim=1)
+
+
+def _padding_to_zero_row(index: Tensor, num_rows: int) -> Tensor:
+    """``index`` with its ``-1`` padding pointing at the zero row ``num_rows``."""
+    return torch.where(index >= 0, index, num_rows)
+
+
 def _gather(value: Tensor, index: Tensor) -> Tensor:
-    """``value[:, index]`` for ``value`` ``(B, M, ...)`` and an ``(n, K)`` index
-    with ``-1`` padding: ``(B, n, K, ...)``, zero at the padding."""
+    """``value[:, index]`` for ``value`` ``(B, M, ...)`` and an ``(n, K)`` index:
+    ``(B, n, K, ...)``. Padding must already point at a zero row (never a real
+    node: a NaN at node 0 must stay there, which ``0 * NaN`` would not do)."""
     b, _, *rest = value.shape
     n, k = index.shape
-    got = value.index_select(1, index.clamp(min=0).reshape(-1)).view(b, n, k, *rest)
-    valid = (index >= 0).view(1, n, k, *([1] * len(rest)))
-    return torch.where(valid, got, got.new_zeros(()))
+    return value.index_select(1, index.reshape(-1)).view(b, n, k, *rest)
 
 
 class NeighborWeightedSum(torch.autograd.Function):
     """``out[b, i] = sum_k alpha[b, i, k] * value[b, index[i, k]]``, chunked over ``i``.
 
     ``alpha`` is ``(B, N, K)``, ``value`` ``(B, M, C)`` and ``index`` ``(N, K)``
-    with entries in ``[0, M)`` or ``-1`` (padding, read as a zero vector).
-    Saves ``alpha``, ``value`` and ``index`` only; the backward gathers again,
-    chunk by chunk, and is itself differentiable (double backward works).
+    with entries in ``[0, M]``, ``M`` standing for padding (read as a zero
+    vector). Saves ``alpha``, ``value`` and ``index`` only; the backward
+    gathers again, chunk by chunk, and is itself differentiable (double
+    backward works).
     """
 
     @staticmethod
     def forward(ctx, alpha: Tensor, value: Tensor, index: Tensor, chunk_size: int) -> Tensor:
         out = value.new_zeros(alpha.size(0), alpha.size(1), value.size(2))
+        padded = _with_zero_row(value)
         for start, stop in _spans(alpha.size(1), chunk_size):
-            gathered = _gather(value, index[start:stop])           # (B, n, K, C)
+            gathered = _gather(padded, index[start:stop])          # (B, n, K, C)
             out[:, start:stop] = (alpha[:, start:stop].unsqueeze(-2) @ gathered).squeeze(-2)
         ctx.save_for_backward(alpha, value, index)
         ctx.chunk_size = chunk_size
@@ -90,21 +101,21 @@ class NeighborWeightedSum(torch.autograd.Function):
         alpha, value, index = ctx.saved_tensors
         grad_alpha = grad_value = None
         parts = []
-        if ctx.needs_input_grad[1]:
-            grad_value = torch.zeros_like(value)
+        padded = _with_zero_row(value) if ctx.needs_input_grad[0] else None
+        if ctx.needs_input_grad[1]:   # row M collects the padding's share, then is dropped
+            grad_value = value.new_zeros(value.size(0), value.size(1) + 1, value.size(2))
         for start, stop in _spans(alpha.size(1), ctx.chunk_size):
             g = grad_out[:, start:stop]                               # (B, n, C)
-            if ctx.needs_input_grad[0]:
-                gathered = _gather(value, index[start:stop])
+            if padded is not None:
+                gathered = _gather(padded, index[start:stop])
                 parts.append((gathered @ g.unsqueeze(-1)).squeeze(-1))
             if grad_value is not None:
-                idx = index[start:stop]
                 contrib = alpha[:, start:stop].unsqueeze(-1) * g.unsqueeze(-2)  # (B, n, K, C)
-                contrib = torch.where((idx >= 0).view(1, *idx.shape, 1), contrib,
-                                      contrib.new_zeros(()))
-                grad_value.index_add_(1, idx.clamp(min=0).reshape(-1), contrib.flatten(1, 2))
+                grad_value.index_add_(1, index[start:stop].reshape(-1), contrib.flatten(1, 2))
         if ctx.needs_input_grad[0]:
             grad_alpha = torch.cat(parts, dim=1) if parts else alpha.new_zeros(alpha.shape)
+        if grad_value is not None:
+            grad_value = grad_value[:, :value.size(1)]
         return grad_alpha, grad_value, None, None
 
 
@@ -126,7 +137,7 @@ def neighbor_weighted_sum(alpha: Tensor, value: Tensor, index: Tensor,
     # Heads join the batch: each head is a weighted sum over the same table.
     a = alpha.permute(0, 2, 1, 3).reshape(b * g, n, k)
     v = value.permute(0, 2, 1, 3).reshape(b * g, value.size(1), d)
-    out = NeighborWeightedSum.apply(a, v, index, chunk_size)
+    out = NeighborWeightedSum.apply(a, v, _padding_to_zero_row(index, value.size(1)), chunk_size)
     return out.view(b, g, n, d).permute(0, 2, 1, 3)
 
 
@@ -150,7 +161,7 @@ def _scores_chunk(score: str, query: Optional[Tensor], key: Optional[Tensor], at
         b, n, g, a = query.shape
         s = torch.bmm(phi, query.permute(1, 3, 0, 2).reshape(n, a, b * g))  # (n, K, B*G)
         return s.view(n, -1, b, g).permute(2, 0, 3, 1)
-    k_j = _gather(key, index)                                         # (B, n, K, G, A)
+    k_j = _gather(key, index)                         # (B, n, K, G, A); key has a zero row
     q_i = None if query is None else query.unsqueeze(2)               # (B, n, 1, G, A)
     s = edge_scores(score, q_i, k_j, phi.unsqueeze(-2).unsqueeze(0), att, negative_slope)
     return s.transpose(-1, -2)                                        # (B, n, G, K)
@@ -172,6 +183,8 @@ def neighbor_scores(score: str, query: Optional[Tensor], key: Optional[Tensor],
     """
     parts = []
     grad = torch.is_grad_enabled()
+    if key is not None:   # padding reads a zero row, never a real node
+        key, key_index = _with_zero_row(key), _padding_to_zero_row(index, key.size(1))
     for start, stop in _spans(index.size(0), chunk_size):
         idx = index[start:stop]
         if edge_attr is not None:
@@ -181,8 +194,8 @@ def neighbor_scores(score: str, query: Optional[Tensor], key: Optional[Tensor],
                                pos_src[idx.clamp(min=0)] - pos_dst[start:stop].unsqueeze(1),
                                pos_src.new_zeros(()))
         q = None if query is None else query[:, start:stop]
-        args = (score, q, key, attr.to(q.dtype if q is not None else key.dtype), idx,
-                encoder, att, negative_slope)
+        args = (score, q, key, attr.to(q.dtype if q is not None else key.dtype),
+                idx if key is None else key_index[start:stop], encoder, att, negative_slope)
         parts.append(checkpoint(_scores_chunk, *args, use_reentrant=False) if grad
                      else _scores_chunk(*args))
     if not parts:
