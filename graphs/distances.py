@@ -77,7 +77,7 @@ def unit_rows(x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
         v = v / torch.where(zero, torch.ones_like(peak), v.norm(dim=1, keepdim=True))
         return v, zero
     ux, zx = normalise(x)
-    uy, zy = normalise(y)
+    uy, zy = (ux, zx) if y is x else normalise(y)
     if bool(zx.any()) or bool(zy.any()):
         ux = torch.cat([ux, zx.double() * _ZERO_ROW_HEIGHT], dim=1)
         uy = torch.cat([uy, zy.double() * _ZERO_ROW_HEIGHT], dim=1)
@@ -117,15 +117,18 @@ def working_points(x: Tensor, y: Tensor, cosine: bool = False) -> Tuple[Tensor, 
         ``times_power_of_two(dist, -shift)``.
     """
     narrow = all(t.dtype in (torch.float16, torch.bfloat16, torch.float32) for t in (x, y))
+    same = y is x  # a set searched in itself: one copy serves both roles
     if cosine:
         x, y = unit_rows(x, y)
     else:
         x, y = x.detach(), y.detach()
-    largest = _largest(x, y)
+    both = (x,) if same else (x, y)
+    largest = _largest(*both)
     # frexp: largest = m * 2**e with m in [0.5, 1); multiplying by 2**-e is exact.
     shift = -math.frexp(largest)[1] if largest > 0 else 0
     dtype = torch.float64
-    if narrow and _smallest_nonzero(x, y) >= _FLOAT32_RANGE * largest:
+    if narrow and _smallest_nonzero(*both) >= _FLOAT32_RANGE * largest:
         dtype = torch.float32
-    return (times_power_of_two(x.to(dtype), shift), times_power_of_two(y.to(dtype), shift),
-            shift)
+    x_w = times_power_of_two(x.to(dtype), shift)
+    y_w = x_w if same else times_power_of_two(y.to(dtype), shift)
+    return x_w, y_w, shift

@@ -121,17 +121,17 @@ def _query_torch(x: Tensor, rank_x: Tensor, y: Tensor, rank_y: Tensor, num_cloud
     dist = torch.full((m, q), float('inf'), dtype=x.dtype, device=y.device)
     counts = torch.bincount(rank_x, minlength=num_clouds)
     ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).tolist()
-    rank_y_cpu = rank_y.tolist()
+    rank_y_cpu = rank_y.cpu()
     start = 0
     while start < m:
         # Candidates: every point of the clouds that the chunk's queries belong to.
-        first_cloud = rank_y_cpu[start]
+        first_cloud = int(rank_y_cpu[start])
         lo = ptr[first_cloud]
         rows = max(1, max_block // max(1, ptr[first_cloud + 1] - lo))
         end = start + rows
         while True:
             end = min(end, m)
-            hi = ptr[rank_y_cpu[end - 1] + 1]
+            hi = ptr[int(rank_y_cpu[end - 1]) + 1]
             if (end - start) * (hi - lo) <= max_block or end - start == 1:
                 break
             end = start + max(1, (end - start) // 2)
@@ -194,6 +194,11 @@ def _cloud_ranks(batch_x: Optional[Tensor], batch_y: Optional[Tensor], n: int, m
     if batch_x is None and batch_y is None:
         zeros = torch.zeros(max(n, m), dtype=torch.long, device=device)
         return zeros[:n], zeros[:m], 1
+    if batch_x is batch_y:  # a set searched in itself; batch is sorted
+        if batch_x.numel() == 0:
+            return batch_x, batch_x, 1
+        ranks = torch.cat([batch_x.new_zeros(1), (batch_x[1:] != batch_x[:-1]).cumsum(0)])
+        return ranks, ranks, int(ranks[-1]) + 1
     bx = batch_x if batch_x is not None else torch.zeros(n, dtype=torch.long, device=device)
     by = batch_y if batch_y is not None else torch.zeros(m, dtype=torch.long, device=device)
     clouds, inverse = torch.unique(torch.cat([bx, by]), return_inverse=True)
