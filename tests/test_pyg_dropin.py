@@ -260,3 +260,26 @@ def test_backend_is_reversible_nestable_and_explicit():
     assert _backend_is_off()
     with pytest.raises(ImportError):
         pyg_nn.knn_graph(torch.rand(5, 2), 2)
+
+
+@needs_no_pyg_lib
+def test_gravnet_conv_on_the_backend():
+    torch.manual_seed(1)
+    x = torch.randn(25, 4)
+    batch = torch.tensor([0] * 10 + [1] * 15)
+    with graphs.use_as_pyg_backend():
+        conv = pyg_nn.GravNetConv(4, 3, space_dimensions=2, propagate_dimensions=5, k=4)
+        out = conv(x, batch)
+    # Reference: the 4 nearest nodes in the learned space s (itself first), messages
+    # h_j * exp(-10 |s_i - s_j|^2), mean and max, then the two output maps.
+    with torch.no_grad():
+        s, h = conv.lin_s(x), conv.lin_h(x)
+        d = cloud_distances(s, s, batch, batch)
+        rows = []
+        for i in range(25):
+            nbrs = d[i].argsort()[:4]
+            w = torch.exp(-10.0 * (s[nbrs] - s[i]).pow(2).sum(-1))
+            messages = h[nbrs] * w.unsqueeze(1)
+            rows.append(torch.cat([messages.mean(0), messages.max(0).values]))
+        expected = conv.lin_out1(x) + conv.lin_out2(torch.stack(rows))
+    assert torch.allclose(out, expected, atol=1e-6)
