@@ -88,12 +88,11 @@ def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
     return neighbors, edge_id
 
 
-def _prepare(x: Tensor, batch: Optional[Tensor], name: str = 'x',
-             batch_name: str = 'batch') -> Tuple[Tensor, Optional[Tensor]]:
-    x = check_positions(name, x, batch)
-    batch = check_batch(batch, x.size(0), name=batch_name)
+def _prepare(x: Tensor, batch: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    x = check_positions('x', x, batch)
+    batch = check_batch(batch, x.size(0))
     if batch is not None and batch.device != x.device:
-        raise ValueError(f"'{batch_name}' is on {batch.device} but '{name}' is on {x.device}")
+        raise ValueError(f"'batch' is on {batch.device} but 'x' is on {x.device}")
     return x, batch
 
 
