@@ -6,6 +6,8 @@ failing deep inside PyTorch or returning a silently wrong graph.
 """
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Optional
 
@@ -185,7 +187,16 @@ def warn_if_transposed(name: str, pos: Tensor) -> None:
         warnings.warn(
             f"'{name}' has shape {tuple(pos.shape)}: {rows} point(s) in {cols} dimensions. "
             f"If these are {cols} points in {rows}-D, pass {name}.t() (shape ({cols}, {rows}))",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=_first_outside_frame())
+
+
+def _first_outside_frame() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_num_workers(num_workers) -> int:

@@ -212,8 +212,9 @@ def test_transposed_cloud_warns():
                  lambda p: graphs.nearest_neighbors(p, 2),
                  lambda p: graphs.point_cloud_to_data(p, k=2),
                  lambda p: graphs.knn(p, p, 2)):
-        with pytest.warns(UserWarning, match=r"\(3, 100\).*pass .*\.t\(\)"):
+        with pytest.warns(UserWarning, match=r"\(3, 100\).*pass .*\.t\(\)") as record:
             call(cloud.t())
+        assert record[0].filename == __file__  # points at the caller, not at graphs/
 
 
 @pytest.mark.parametrize('shape', [(100, 3), (50, 64), (4, 128), (0, 16), (3, 3), (1, 2)])
