@@ -14,8 +14,11 @@ engines form neither overflow nor underflow:
   any others;
 * it falls back to float64 when the nonzero magnitudes span more than float32's
   squares can hold (smallest / largest below ``2 ** -36``): two distinct
-  coordinates then differ by less than ``2 ** -63`` of the largest, and their
-  squared difference would underflow in float32.
+  coordinates may then differ by less than ``2 ** -63`` of the largest, and
+  their squared difference would underflow in float32.
+
+The limit left: float64 coordinates whose differences are below about
+``2 ** -511`` (1e-154) of the largest coordinate still underflow when squared.
 
 For ``cosine=True`` the rows become unit vectors first (see :func:`unit_rows`).
 """
