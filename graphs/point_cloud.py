@@ -7,10 +7,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from .neighbors import nearest_neighbors
+from .neighbors import self_table
 from .point_graphs import neighbors_to_edge_index
-from .validation import (check_batch, check_flow, check_points, check_positive_float,
-                         check_positive_int, select_nodes)
+from .validation import (check_batch, check_bool, check_flow, check_points,
+                         check_positive_float, check_positive_int, select_nodes,
+                         warn_if_transposed)
 
 __all__ = ['point_cloud_to_data', 'relative_positions']
 
@@ -63,7 +64,9 @@ def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[
     :func:`graphs.radius_graph`) must be given. Edges never cross clouds.
 
     Args:
-        pos (Tensor): Point coordinates, shape ``(N, D)`` (any ``D >= 1``).
+        pos (Tensor): Point coordinates, shape ``(N, D)`` (any ``D >= 1``),
+            floating (the edge offsets are stored in its dtype). Without
+            ``batch``, 1 to 3 rows and more columns warn (a transposed cloud?).
         x (Tensor, optional): Point features, shape ``(N, C)``.
         k (int, optional): Number of nearest neighbours.
         r (float, optional): Neighbourhood radius.
@@ -84,19 +87,23 @@ def point_cloud_to_data(pos: Tensor, x: Optional[Tensor] = None, *, k: Optional[
         holds the centres, so the sign is the other way round).
     """
     pos = check_points('pos', pos)
+    if batch is None:
+        warn_if_transposed('pos', pos)
     x = _check_features(x, pos.size(0))
     batch = check_batch(batch, pos.size(0))
     check_flow(flow)
+    check_bool('loop', loop)
     if (k is None) == (r is None):
         raise ValueError("give exactly one of 'k' (kNN graph) or 'r' (radius graph)")
     if k is not None:
         check_positive_int('k', k)
-        index, _ = nearest_neighbors(pos, k, batch, loop=loop, engine=engine)
+        index, _ = self_table(pos, k, batch, loop=loop, engine=engine,
+                              num_workers=torch.get_num_threads())
     else:
         r = check_positive_float('r', r)
         check_positive_int('max_num_neighbors', max_num_neighbors)
-        index, _ = nearest_neighbors(pos, max_num_neighbors, batch, loop=loop, r=r,
-                                     engine=engine)
+        index, _ = self_table(pos, max_num_neighbors, batch, loop=loop, r=r, engine=engine,
+                              num_workers=torch.get_num_threads())
     edge_index = neighbors_to_edge_index(index, flow)
     edge_attr = relative_positions(pos, edge_index)
     if batch is None:

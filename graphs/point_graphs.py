@@ -4,7 +4,9 @@
 return the same edges as :func:`torch_geometric.nn.knn_graph` and
 :func:`torch_geometric.nn.radius_graph`, so that code can swap the import and
 drop the pyg-lib / torch-cluster requirement. They use torch-cluster when it is
-installed (see :mod:`graphs.neighbors` for the engines).
+installed (see :mod:`graphs.neighbors` for the engines). :func:`graphs.knn` and
+:func:`graphs.radius` (in :mod:`graphs.bipartite`) do the same for PyG's
+``knn`` and ``radius``.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .neighbors import nearest_neighbors
-from .validation import (check_batch, check_edge_index, check_flow, check_points,
-                         check_positive_float, check_positive_int)
+from .neighbors import self_table
+from .validation import (check_batch, check_bool, check_edge_index, check_flow,
+                         check_num_workers, check_positions, check_positive_float,
+                         check_positive_int)
 
 __all__ = ['knn_graph', 'radius_graph', 'neighbors_to_edge_index', 'to_neighbor_table']
 
@@ -85,19 +88,17 @@ def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
     return neighbors, edge_id
 
 
-def _prepare(x: Tensor, batch: Optional[Tensor], cosine: bool = False):
-    x = check_points('x', x)
+def _prepare(x: Tensor, batch: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    x = check_positions('x', x, batch)
     batch = check_batch(batch, x.size(0))
     if batch is not None and batch.device != x.device:
         raise ValueError(f"'batch' is on {batch.device} but 'x' is on {x.device}")
-    if cosine:
-        x = torch.nn.functional.normalize(x, dim=-1)
     return x, batch
 
 
 def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = False,
               flow: str = 'source_to_target', cosine: bool = False,
-              num_workers: int = 1, batch_size: Optional[int] = None, *,
+              num_workers: Optional[int] = None, batch_size: Optional[int] = None, *,
               engine: str = 'auto') -> Tensor:
     r"""The k-nearest-neighbour graph of a point set (or a batch of sets).
 
@@ -105,10 +106,18 @@ def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = Fa
     with ``n <= k`` points gives each of its points all ``n - 1`` others (``n``
     with ``loop=True``): no edge ever crosses clouds and no neighbour is
     invented. With ``loop=True`` every point is its own neighbour (counted in
-    ``k``); duplicates of a point are ordinary neighbours at distance 0.
+    ``k``); duplicates of a point are ordinary neighbours at distance 0. Memory
+    grows with ``min(k, largest cloud)``, so any ``k`` is allowed.
+
+    Positions may be floating or integer (as in torch-cluster); they are
+    searched in float32 at least, float64 for float64 and integer input, scaled
+    by a power of two so that no squared distance overflows or underflows
+    (see :mod:`graphs.distances`).
 
     Args:
-        x (Tensor): Node positions or features, shape ``(N, D)``.
+        x (Tensor): Node positions or features, shape ``(N, D)``. Without
+            ``batch``, a shape with 1 to 3 rows and more columns warns: it is
+            most likely a transposed ``(D, N)`` cloud.
         k (int): Number of neighbours.
         batch (LongTensor, optional): Sorted graph index of every node, ``(N,)``.
         loop (bool, optional): Include self-loops. (default: :obj:`False`)
@@ -116,9 +125,11 @@ def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = Fa
             row 1 = centres) or ``'target_to_source'``. (default:
             :obj:`'source_to_target'`)
         cosine (bool, optional): Rank neighbours by cosine distance instead of
-            Euclidean distance. (default: :obj:`False`)
-        num_workers (int, optional): Accepted for PyG compatibility; the scipy
-            engine always uses every core.
+            Euclidean distance. A zero row has no direction: it ranks after
+            every nonzero row, and zero rows are each other's nearest
+            neighbours. (default: :obj:`False`)
+        num_workers (int, optional): Threads for the scipy engine's queries;
+            ``-1`` for every core. (default: :func:`torch.get_num_threads`)
         batch_size (int, optional): Accepted for PyG compatibility.
         engine (str, optional): ``'auto'``, ``'scipy'``, ``'torch'`` or
             ``'extension'`` (see :mod:`graphs.neighbors`). (default: :obj:`'auto'`)
@@ -129,30 +140,34 @@ def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = Fa
     """
     check_positive_int('k', k)
     check_flow(flow)
-    x, batch = _prepare(x, batch, cosine)
-    index, _ = nearest_neighbors(x, k, batch, loop=loop, engine=engine)
+    check_bool('loop', loop)
+    x, batch = _prepare(x, batch)
+    index, _ = self_table(x, k, batch, loop=loop, cosine=cosine, engine=engine,
+                          num_workers=check_num_workers(num_workers))
     return neighbors_to_edge_index(index, flow)
 
 
 def radius_graph(x: Tensor, r: float, batch: Optional[Tensor] = None, loop: bool = False,
                  max_num_neighbors: int = 32, flow: str = 'source_to_target',
-                 num_workers: int = 1, batch_size: Optional[int] = None, *,
+                 num_workers: Optional[int] = None, batch_size: Optional[int] = None, *,
                  engine: str = 'auto') -> Tensor:
     r"""The graph linking every point to the points of its cloud closer than ``r``.
 
     Where more than ``max_num_neighbors`` points qualify, the closest ones are
     kept (deterministic, unlike torch-cluster's CPU kernel, which keeps the
     first ones it finds). Self-loops (``loop=True``) count towards the cap.
+    Distances are compared with ``r`` in float64 (never a rounded ``r``) after
+    a search in float32 at least, as in :func:`knn_graph`.
 
     Args:
-        x (Tensor): Node positions, shape ``(N, D)``.
+        x (Tensor): Node positions, shape ``(N, D)``, floating or integer.
         r (float): Radius; neighbours satisfy ``dist < r``.
         batch (LongTensor, optional): Sorted graph index of every node, ``(N,)``.
         loop (bool, optional): Include self-loops. (default: :obj:`False`)
         max_num_neighbors (int, optional): Most neighbours per node.
             (default: :obj:`32`)
         flow (str, optional): As in :func:`knn_graph`.
-        num_workers (int, optional): Accepted for PyG compatibility.
+        num_workers (int, optional): As in :func:`knn_graph`.
         batch_size (int, optional): Accepted for PyG compatibility.
         engine (str, optional): As in :func:`knn_graph`.
 
@@ -163,6 +178,8 @@ def radius_graph(x: Tensor, r: float, batch: Optional[Tensor] = None, loop: bool
     r = check_positive_float('r', r)
     check_positive_int('max_num_neighbors', max_num_neighbors)
     check_flow(flow)
+    check_bool('loop', loop)
     x, batch = _prepare(x, batch)
-    index, _ = nearest_neighbors(x, max_num_neighbors, batch, loop=loop, r=r, engine=engine)
+    index, _ = self_table(x, max_num_neighbors, batch, loop=loop, r=r, engine=engine,
+                          num_workers=check_num_workers(num_workers))
     return neighbors_to_edge_index(index, flow)

@@ -6,6 +6,9 @@ failing deep inside PyTorch or returning a silently wrong graph.
 """
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import Optional
 
 import torch
@@ -116,3 +119,78 @@ def select_nodes(name: str, values: Tensor, index: Tensor) -> Tensor:
     except IndexError as error:
         raise IndexError(f"'{name}' holds node indices outside [0, {values.size(0)}) "
                          f"(negative or too large)") from error
+
+
+# float64 holds every integer up to 2**53 exactly; integer coordinates beyond it would be rounded.
+_EXACT_INTEGER = 2 ** 53
+
+
+def check_positions(name: str, pos, batch: Optional[Tensor] = None, *,
+                    may_be_transposed: bool = True) -> Tensor:
+    """Like :func:`check_points`, but integer coordinates are accepted, as torch-cluster does.
+
+    Integer positions are searched in float64, which holds them exactly up to
+    ``2 ** 53`` in magnitude; larger ones would be rounded (and neighbours
+    swapped), so they raise a ``ValueError``. ``bool`` and complex tensors are
+    refused. Without ``batch`` (and unless ``may_be_transposed=False``, for
+    query sets), a tensor with 1 to 3 rows and more columns warns that it may
+    be a transposed point cloud (see :func:`warn_if_transposed`).
+    """
+    if isinstance(pos, Tensor) and not pos.is_floating_point():
+        if pos.dtype == torch.bool or pos.is_complex():
+            raise TypeError(f"'{name}' must be a floating-point or integer tensor "
+                            f"(got {pos.dtype})")
+        pos = pos.view(-1, 1) if pos.dim() == 1 else pos
+        if pos.dim() != 2 or pos.size(1) == 0:
+            raise ValueError(f"'{name}' must have shape (N, D) with D >= 1 "
+                             f"(got shape {tuple(pos.shape)})")
+        if pos.numel() and max(int(pos.max()), -int(pos.min())) > _EXACT_INTEGER:
+            raise ValueError(
+                f"'{name}' holds integer coordinates beyond 2**53 in magnitude, which the "
+                f"search (in float64) cannot represent exactly, so neighbours could be "
+                f"swapped; convert them yourself ({name}.double()) if that rounding is "
+                f"acceptable")
+    else:
+        pos = check_points(name, pos)
+    if batch is None and may_be_transposed:
+        warn_if_transposed(name, pos)
+    return pos
+
+
+def warn_if_transposed(name: str, pos: Tensor) -> None:
+    """Warn when ``pos`` looks like a point cloud passed as ``(D, N)`` instead of ``(N, D)``.
+
+    The common mistake is a ``(3, N)`` (or ``(2, N)``) coordinate array, which
+    would silently be read as 3 points in N dimensions. The warning fires when
+    there are 1 to 3 rows and more than 3 columns: a kNN or radius graph of at
+    most 3 points is rarely wanted, while feature-space searches (many columns)
+    have many rows. Empty inputs and callers that pass ``batch`` (whose length
+    already pins the number of points) are not checked.
+    """
+    rows, cols = pos.shape
+    if 0 < rows <= 3 < cols:
+        warnings.warn(
+            f"'{name}' has shape {tuple(pos.shape)}: {rows} point(s) in {cols} dimensions. "
+            f"If these are {cols} points in {rows}-D, pass {name}.t() (shape ({cols}, {rows}))",
+            UserWarning, stacklevel=_first_outside_frame())
+
+
+def _first_outside_frame() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def check_num_workers(num_workers) -> int:
+    """``num_workers``: None (follow :func:`torch.get_num_threads`), -1 (every core) or >= 1."""
+    if num_workers is None:
+        return torch.get_num_threads()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int):
+        raise TypeError(f"'num_workers' must be an int or None (got "
+                        f"{type(num_workers).__name__})")
+    if num_workers == 0 or num_workers < -1:
+        raise ValueError(f"'num_workers' must be >= 1, or -1 for every core (got {num_workers})")
+    return num_workers

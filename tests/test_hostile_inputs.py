@@ -104,7 +104,7 @@ def _point_cases():
              pos_name),
             (f'{name}/-inf', lambda b=build: b(torch.tensor([[0., -INF], [0., 1.]])), ValueError,
              pos_name),
-            (f'{name}/int positions', lambda b=build: b(torch.zeros(3, 2, dtype=torch.long)),
+            (f'{name}/bool positions', lambda b=build: b(torch.zeros(3, 2, dtype=torch.bool)),
              TypeError, pos_name),
             (f'{name}/rank 3', lambda b=build: b(torch.zeros(3, 2, 1)), ValueError, pos_name),
             (f'{name}/rank 0', lambda b=build: b(torch.tensor(1.)), ValueError, pos_name),
@@ -136,6 +136,10 @@ def _point_cases():
         ('radius_graph/r inf', lambda: graphs.radius_graph(pos, INF), ValueError, "'r'"),
         ('radius_graph/max_num_neighbors=0', lambda: graphs.radius_graph(
             pos, 1., max_num_neighbors=0), ValueError, "'max_num_neighbors'"),
+        # The search builders accept integer positions (as torch-cluster does); a Data
+        # object stores pos and float offsets, so point_cloud_to_data does not.
+        ('point_cloud_to_data/int positions', lambda: graphs.point_cloud_to_data(
+            torch.zeros(3, 2, dtype=torch.long), k=2), TypeError, "'pos'"),
         ('point_cloud_to_data/k and r', lambda: graphs.point_cloud_to_data(pos, k=2, r=1.),
          ValueError, "'k'"),
         ('point_cloud_to_data/x rows', lambda: graphs.point_cloud_to_data(
