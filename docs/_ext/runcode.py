@@ -39,8 +39,8 @@ class RunCode(Directive):
 
     def run(self) -> list[nodes.Node]:
         env = self.state.document.settings.env
-        namespaces = env.app.runcode_namespaces
-        namespace = namespaces.setdefault(env.docname, {'__name__': '__runcode__'})
+        # temp_data lives while one page is read: the page's blocks share this namespace.
+        namespace = env.temp_data.setdefault('runcode_namespace', {'__name__': '__runcode__'})
         code = '\n'.join(self.content)
         out = io.StringIO()
         try:
@@ -73,14 +73,7 @@ class RunCode(Directive):
         return nodes.image(uri=f'/{GENERATED}/{name}', alt=name)
 
 
-def _reset(app, env, docname) -> None:
-    # A page read again starts from an empty namespace.
-    app.runcode_namespaces.pop(docname, None)
-
-
 def setup(app):
-    app.runcode_namespaces = {}
     _one_thread()
     app.add_directive('runcode', RunCode)
-    app.connect('env-purge-doc', _reset)
     return {'version': '1.0', 'parallel_read_safe': False, 'parallel_write_safe': True}
