@@ -59,8 +59,9 @@ html_title = f'graphattn {release}'
 html_theme_options = {
     'description': 'LGA and LatentGNN as PyTorch Geometric layers',
     'fixed_sidebar': True,
-    'page_width': '1100px',
-    'sidebar_width': '230px',
+    'page_width': '1180px',
+    'sidebar_width': '220px',
 }
-html_static_path = []
+html_static_path = ['_static']
+html_css_files = ['graphattn.css']
 html_show_sourcelink = False
