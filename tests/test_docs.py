@@ -75,8 +75,11 @@ def test_version_has_one_source():
     assert literal == [graphattn.__version__]
 
 
-def test_new_readme_links_to_pages_that_exist():
-    text = (DOCS / 'README.new.md').read_text()
+def test_readme_links_to_pages_that_exist():
+    # docs/README.new.md is the shrunk README waiting to replace README.md; after the swap
+    # the same checks apply to README.md.
+    readme = DOCS / 'README.new.md'
+    text = (readme if readme.exists() else ROOT / 'README.md').read_text()
     links = re.findall(r'\]\((docs/[^)#]+)', text)
     assert links, 'the README should point to the documentation pages'
     for link in links:
