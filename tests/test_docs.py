@@ -121,3 +121,15 @@ def test_runcode_fails_the_build_when_a_snippet_breaks(tmp_path):
     errors = pytest.importorskip('sphinx.errors')
     with pytest.raises(errors.SphinxError, match=r'index:\d+ raised ZeroDivisionError'):
         _build(tmp_path, 'Page\n====\n\n.. runcode::\n\n   1 / 0\n')
+
+
+def test_readme_code_runs(one_thread):
+    readme = DOCS / 'README.new.md'
+    if not readme.exists():
+        readme = ROOT / 'README.md'
+    blocks = re.findall(r'```python\n(.*?)```', readme.read_text(), flags=re.S)
+    assert blocks
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(readme), 'exec'), namespace)
+    assert tuple(namespace['out'].shape) == (2, 64, 32, 32)
