@@ -242,7 +242,7 @@ def main() -> int:
         try:
             self_test(browser, args.site, shots)
             for page in args.pages:
-                problems += check_page(browser, args.site, page, shots, PAGES[page])
+                problems += check_page(browser, args.site, page, shots, PAGES.get(page, (0, [])))
         finally:
             browser.close()
     for problem in problems:
