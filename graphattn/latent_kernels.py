@@ -48,12 +48,11 @@ class LatentAssignment(NamedTuple):
     Both edge indices use the :class:`graphs.LatentGraph` orientation
     (row 0 visible node, row 1 latent node ``b * d + k``).
 
-    Attributes:
-        v2l_edge_index (LongTensor): ``(2, E)`` edges of step 3.
-        v2l_weight (Tensor): ``(E,)`` normalised :math:`\hat{\Psi}_v` entries.
-        l2v_edge_index (LongTensor): ``(2, E')`` edges of step 5.
-        l2v_weight (Tensor): ``(E',)`` normalised :math:`\hat{\Psi}_l` entries.
-        latent_adj (Tensor): ``(B, d, d)`` latent-to-latent weights :math:`\mathbf{F}`.
+    Fields: ``v2l_edge_index`` ``(2, E)``, the edges of step 3, and
+    ``v2l_weight`` ``(E,)``, their normalised :math:`\hat{\Psi}_v` entries;
+    ``l2v_edge_index`` ``(2, E')`` and ``l2v_weight`` ``(E',)``, the same for
+    step 5 (:math:`\hat{\Psi}_l`); ``latent_adj`` ``(B, d, d)``, the
+    latent-to-latent weights :math:`\mathbf{F}`.
     """
     v2l_edge_index: Tensor
     v2l_weight: Tensor

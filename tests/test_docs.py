@@ -80,10 +80,7 @@ def test_version_has_one_source():
 
 
 def test_readme_links_to_pages_that_exist():
-    # docs/README.new.md is the shrunk README waiting to replace README.md; after the swap
-    # the same checks apply to README.md.
-    readme = DOCS / 'README.new.md'
-    text = (readme if readme.exists() else ROOT / 'README.md').read_text()
+    text = (ROOT / 'README.md').read_text()
     links = re.findall(r'\]\((docs/[^)#]+)', text)
     assert links, 'the README should point to the documentation pages'
     for link in links:
@@ -128,9 +125,7 @@ def test_runcode_fails_the_build_when_a_snippet_breaks(tmp_path):
 
 
 def test_readme_code_runs(one_thread):
-    readme = DOCS / 'README.new.md'
-    if not readme.exists():
-        readme = ROOT / 'README.md'
+    readme = ROOT / 'README.md'
     blocks = re.findall(r'```python\n(.*?)```', readme.read_text(), flags=re.S)
     assert blocks
     namespace = {}
