@@ -68,7 +68,7 @@ def lga_attention(model, test, out: str, pixels=((12, 12), (20, 8), (6, 24))) ->
     images = test[0][:1]
     features = model.encoder(images)
     _, maps = model.context(features, return_attention_weights=True)
-    maps = [m[0] for m in maps]
+    maps = [m[0, 0] for m in maps]                     # image 0, head 0: (S, H, W)
     offsets = model.context.offsets
     fig, axes = plt.subplots(1, 1 + len(pixels), figsize=(2.6 * (1 + len(pixels)), 2.8))
     axes[0].imshow(images[0, 0], cmap='gray')
@@ -147,7 +147,7 @@ def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> s
     _, attention = model.context(h, data.edge_index, data.edge_attr,
                                  return_attention_weights=True)
     edge_index, alpha = attention[-1]
-    G = graphs.to_networkx(data, edge_values={'alpha': (edge_index, alpha)})
+    G = graphs.to_networkx(data, edge_values={"alpha": (edge_index, alpha[:, 0])})  # head 0
     centre = 0
     region = nx.ego_graph(G.reverse(copy=False), centre, radius=1).nodes
     sub = G.subgraph(region)
