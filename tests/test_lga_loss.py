@@ -150,7 +150,7 @@ def test_bad_input():
         loss(torch.randn(5, 3), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="'target'"):
         loss(torch.randn(5, 3), torch.zeros(4, dtype=torch.long), torch.zeros(2, 1).long())
-    with pytest.raises(ValueError, match="'latent'"):
+    with pytest.raises(ValueError, match="'input'"):
         loss(torch.randn(5), torch.zeros(5, dtype=torch.long))
     assert math.isclose(LGALoss(divergence='js').margin, 0.5)
 
