@@ -1,11 +1,15 @@
+"""LGALoss (every form) and patch_labels: brute-force references, gradients, masking,
+hostile inputs, torch.compile, and the gradient at initialisation on real collages."""
 import math
 
 import pytest
 import torch
+import torch._dynamo
+from conftest import require_data
 
 import graphs
-from graphattn import LGALoss, patch_labels
-from graphattn.lga_loss import pair_divergence
+from graphattn import LGA, LGA2d, LGALoss, patch_labels
+from graphattn.lga_loss import pair_distance, pair_divergence
 
 DT = torch.float64
 
@@ -200,12 +204,6 @@ def test_temperature_must_be_positive(tau):
 # --------------------------------------------------------------------------------------
 # The first-order forms: form='contrastive' and form='attention' (issue 11, item 3).
 
-import torch._dynamo  # noqa: E402
-from conftest import require_data  # noqa: E402
-
-from graphattn import LGA, LGA2d  # noqa: E402
-from graphattn.lga_loss import pair_distance  # noqa: E402
-
 STENCIL = [tuple(o) for o in graphs.grid_stencil(8, 1, True).tolist()]  # (dx, dy)
 
 
@@ -299,12 +297,15 @@ def test_pair_distance_is_smooth_at_equal_points():
 def test_contrastive_at_identical_features_is_finite():
     """All nodes alike (a constant map): the pull is 0 with a zero gradient, the push
     is the margin with a finite gradient - no NaN from the distance's sqrt."""
-    latent = torch.ones(1, 4, 3, 3, dtype=DT, requires_grad=True)
     labels = torch.tensor([[[0, 0, 1], [0, 0, 1], [1, 1, 1]]])
-    for normalize in (False, True):
-        loss = LGALoss(form='contrastive', l2_normalize=normalize)(latent, labels)
-        (g,) = torch.autograd.grad(loss, latent)
-        assert bool(torch.isfinite(g).all()) and math.isfinite(loss.item())
+    for value in (1.0, 0.0):  # 0: all-zero (dead post-ReLU) features
+        latent = torch.full((1, 4, 3, 3), value, dtype=DT, requires_grad=True)
+        for normalize in (False, True):
+            loss = LGALoss(form='contrastive', l2_normalize=normalize)(latent, labels)
+            (g,) = torch.autograd.grad(loss, latent)
+            assert bool(torch.isfinite(g).all()) and math.isfinite(loss.item())
+            # 18 of the 40 directed neighbour pairs differ in label: each costs m = 1.
+            assert loss.item() == pytest.approx(18 / 40)
 
 
 def _brute_attention_map(alpha, labels, offsets=STENCIL, ignore=-100):
