@@ -326,7 +326,7 @@ def _brute_attention_map(alpha, labels, offsets=STENCIL, ignore=-100):
                         any_same = False
                         for t, (dx, dy) in enumerate(offsets):
                             rr, cc = r + dy, c + dx
-                            if not (0 <= rr < h and 0 <= cc < w):
+                            if (dx, dy) == (0, 0) or not (0 <= rr < h and 0 <= cc < w):
                                 continue
                             yj = int(y[n, rr, cc])
                             if yj == ignore:
@@ -384,7 +384,7 @@ def _brute_attention_edges(layers, y, ignore=-100):
                 same = labelled = 0.0
                 any_same = False
                 for e, (j, c) in enumerate(ei.t().tolist()):
-                    if c != i or int(y[j]) == ignore:
+                    if c != i or j == i or int(y[j]) == ignore:
                         continue
                     labelled += float(alpha[e, k])
                     if int(y[j]) == int(y[i]):
@@ -410,8 +410,9 @@ def test_attention_edges_match_brute_force(heads):
 
 
 def test_attention_softmax_reading_and_sigmoid_scale_invariance():
-    """Softmax, all labelled: the loss is -log(mass on same-label neighbours); zero
-    when all mass is there. Sigmoid weights: scaling a node's weights changes nothing."""
+    """Softmax, all labelled: the loss is -log of the same-label share of the mass on
+    the other neighbours; the self weight does not count (no reward for collapsing onto
+    oneself). Sigmoid weights: scaling a node's weights changes nothing."""
     labels = torch.tensor([[[0, 0, 1], [0, 1, 1], [1, 1, 1]]])
     # As LGA2d makes them: out-of-image neighbours are out of the softmax.
     inside = torch.stack([torch.tensor([[0 <= r + dy < 3 and 0 <= c + dx < 3 for c in range(3)]
@@ -422,14 +423,28 @@ def test_attention_softmax_reading_and_sigmoid_scale_invariance():
     ref = 0.0
     for r in range(3):
         for c in range(3):
-            same = sum(float(maps[0][0, t, r, c]) for t, (dx, dy) in enumerate(STENCIL)
-                       if 0 <= r + dy < 3 and 0 <= c + dx < 3
-                       and labels[0, r + dy, c + dx] == labels[0, r, c])
-            ref -= math.log(same)
+            others = [(t, dx, dy) for t, (dx, dy) in enumerate(STENCIL)
+                      if (dx, dy) != (0, 0) and 0 <= r + dy < 3 and 0 <= c + dx < 3]
+            same = sum(float(maps[0][0, t, r, c]) for t, dx, dy in others
+                       if labels[0, r + dy, c + dx] == labels[0, r, c])
+            ref -= math.log(same / (1.0 - float(maps[0][0, 4, r, c])))
     assert loss.item() == pytest.approx(ref, rel=1e-10)
-    only_self = torch.zeros(1, 9, 3, 3, dtype=DT)
-    only_self[:, 4] = 1.0
-    assert LGALoss(form='attention')(only_self, labels).item() == 0.0
+    # Moving mass to or from the self-loop (others rescaled alike) changes nothing.
+    self_heavy = maps[0].clone()
+    self_heavy[:, :4] *= 0.1
+    self_heavy[:, 5:] *= 0.1
+    self_heavy[:, 4] = 1.0 - self_heavy[:, :4].sum(1) - self_heavy[:, 5:].sum(1)
+    torch.testing.assert_close(LGALoss(form='attention', reduction='sum')([self_heavy], labels),
+                               loss)
+    # All mass of the others on same-label neighbours: zero.
+    same_only = torch.zeros(1, 9, 3, 3, dtype=DT)
+    for r in range(3):
+        for c in range(3):
+            for t, (dx, dy) in enumerate(STENCIL):
+                if (dx, dy) != (0, 0) and 0 <= r + dy < 3 and 0 <= c + dx < 3 and (
+                        labels[0, r + dy, c + dx] == labels[0, r, c]):
+                    same_only[0, t, r, c] = 1.0
+    assert LGALoss(form='attention')(same_only, labels).item() == 0.0
     sig = torch.sigmoid(torch.randn(1, 9, 3, 3, dtype=DT)) * (torch.rand(1, 1, 3, 3) + 0.5)
     fn = LGALoss(form='attention')
     torch.testing.assert_close(fn(sig, labels), fn(sig * 7.0, labels))
