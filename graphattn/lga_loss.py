@@ -8,7 +8,7 @@ weights themselves.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -443,7 +443,7 @@ class LGALoss(Module):
         offsets = _check_offsets(offsets)
         total: Optional[Tensor] = None
         count: Optional[Tensor] = None
-        labels = {}
+        labels: Dict[Tuple[int, int], Tensor] = {}  # node labels per grid size
         for l, layer in enumerate(layers):
             if isinstance(layer, Tensor):
                 nll, keep = self._map_layer_nll(layer, target, offsets, labels, l)
@@ -460,7 +460,7 @@ class LGALoss(Module):
         return total / count.clamp(min=1).to(total.dtype)
 
     def _map_layer_nll(self, alpha: Tensor, target: Any, offsets: Tuple[Tuple[int, int], ...],
-                       labels: dict, l: int) -> Tuple[Tensor, Tensor]:
+                       labels: Dict[Tuple[int, int], Tensor], l: int) -> Tuple[Tensor, Tensor]:
         name = f'input[{l}]'
         if not alpha.is_floating_point() or alpha.dim() not in (4, 5):
             raise ValueError(f"'{name}' must be a floating attention map of shape "
