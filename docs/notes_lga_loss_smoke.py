@@ -26,6 +26,7 @@ from segment_collages import evaluate, make_data  # noqa: E402
 from graphattn import LGALoss  # noqa: E402
 
 FORMS = {'none': None, 'divergence': {}, 'contrastive': {'form': 'contrastive'},
+         'contrastive+l2': {'form': 'contrastive', 'l2_normalize': True},
          'attention': {'form': 'attention'}}
 
 
