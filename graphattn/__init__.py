@@ -9,7 +9,8 @@ from .latentgnn2d import LatentGNN2d
 from .lga import LGA
 from .lga2d import LGA2d
 from .lga_conv import LGAConv
-from .lga_loss import LGALoss, patch_labels
+from .lga_loss import LGALoss
+from .node_labels import patch_labels
 
 __version__ = '0.2.0'
 

@@ -440,9 +440,9 @@ def _layer_cases():
             torch.randn(1, 8, 1, 1)), ValueError, "'x' holds a single node"),
         # LGALoss and patch_labels.
         ('LGALoss/latent rank 3', lambda: loss(torch.randn(2, 3, 1), labels), ValueError,
-         "'latent'"),
+         "'input'"),
         ('LGALoss/latent int', lambda: loss(torch.zeros(4, 3, dtype=torch.long), labels),
-         TypeError, "'latent'"),
+         TypeError, "'input'"),
         ('LGALoss/target float', lambda: loss(nodes, labels.float(), torch.tensor([[0], [1]])),
          TypeError, "'target'"),
         ('LGALoss/target length', lambda: loss(nodes, labels[:3], torch.tensor([[0], [1]])),
