@@ -50,6 +50,14 @@ DEPTHS = (1, 2, 4, 8)
 LOSS_FORMS = ('divergence', 'contrastive', 'attention')
 
 
+def seeded(seed: int, lga: Optional[dict], num_layers: int = 4) -> SegNet:
+    """The model of one row and seed, initialised from that seed alone: the process's
+    default generator is not seeded the same way twice, so a model built without this
+    would depend on what ran before it."""
+    torch.manual_seed(seed)
+    return build(lga, num_layers)
+
+
 def build(lga: Optional[dict], num_layers: int = 4) -> SegNet:
     model = SegNet('none' if lga is None else 'lga')
     if lga is not None:  # the demo's block (4 layers, fused back to the width) with the reading
@@ -60,8 +68,8 @@ def build(lga: Optional[dict], num_layers: int = 4) -> SegNet:
 
 def train(model: SegNet, data, steps: int, batch_size: int, seed: int,
           loss_form: Optional[str] = None, weight: float = 0.0) -> SegNet:
-    """The demo's recipe (AdamW, one-cycle, flips), plus ``weight`` x LGALoss(form)."""
-    torch.manual_seed(seed)
+    """The demo's recipe (AdamW, one-cycle, flips), plus ``weight`` x LGALoss(form).
+    Build ``model`` right after ``torch.manual_seed(seed)`` (see :func:`seeded`)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps,
                                                    pct_start=0.15)
@@ -146,8 +154,8 @@ def run(args) -> List[Dict[str, object]]:
         scores = []
         for seed in args.seeds:
             start = time.process_time()
-            model = train(build(lga, num_layers), train_data, args.steps, args.batch, seed,
-                          loss_form, weight)
+            model = train(seeded(seed, lga, num_layers), train_data, args.steps, args.batch,
+                          seed, loss_form, weight)
             scores.append(evaluate(model, test)['miou'])          # in %
             print(f'  {name:<34} seed {seed}: mIoU {scores[-1]:.2f} '
                   f'({time.process_time() - start:.0f} CPU s)', flush=True)
@@ -170,8 +178,8 @@ def run(args) -> List[Dict[str, object]]:
         for form in LOSS_FORMS:
             chosen, best = None, -1.0
             for weight in args.weights:                  # the validation split decides
-                model = train(build(dict(score=args.depth_score)), fit, args.steps,
-                              args.batch, args.seeds[0], form, weight)
+                model = train(seeded(args.seeds[0], dict(score=args.depth_score)), fit,
+                              args.steps, args.batch, args.seeds[0], form, weight)
                 score = evaluate(model, val)['miou']
                 print(f'  validation: {form} weight {weight}: mIoU {score:.2f}', flush=True)
                 if score > best:
