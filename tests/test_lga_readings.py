@@ -268,3 +268,44 @@ def test_state_dicts_of_version_0_1_load_and_give_the_same_outputs():
     torch.testing.assert_close(out, gp['out'])
     for (_, new), old in zip(att, gp['alpha']):
         torch.testing.assert_close(new[:, 0], old)                # (E, 1) now
+
+
+def test_reprs_name_the_new_options():
+    assert str(LGA2d(64, heads=4, score='pair')) == (
+        "LGA2d(64, latent_channels=64, num_layers=3, heads=4, score='pair')")
+    assert str(LGAConv(8, 4, 3, heads=2, concat=False, score='neighbor',
+                       edge_encoder='mlp')) == (
+        "LGAConv(8, 4, edge_dim=3, heads=2, concat=False, score='neighbor', "
+        "edge_encoder='mlp')")
+    assert str(LGA.for_points(16, 32)) == (
+        "LGA(16, latent_channels=32, num_layers=3, edge_dim=3, edge_encoder='mlp')")
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(score='both'), ValueError, "'score' must be one of"),
+    (dict(heads=0), ValueError, "'heads' must be >= 1"),
+    (dict(concat='yes'), TypeError, "'concat' must be a bool"),
+    (dict(path='fast'), None, None),                     # deprecated name: a warning only
+    (dict(path='quick'), ValueError, "'path' must be one of"),
+])
+def test_new_options_are_checked(kwargs, error, match):
+    if error is None:
+        with pytest.warns(DeprecationWarning, match="path='fused'"):
+            assert LGAConv(4, 4, 9, **kwargs).path == 'fused'
+        return
+    with pytest.raises(error, match=match):
+        LGAConv(4, 4, 9, **kwargs)
+
+
+def test_graph_forms_are_exclusive_and_fused_needs_a_regular_form():
+    conv = LGAConv(4, 4, 9)
+    x = torch.randn(12, 4)
+    g = graphs.grid_graph(3, 4)
+    with pytest.raises(ValueError, match='exactly one of'):
+        conv(x, g.edge_index, g.edge_attr, grid=(3, 4))
+    with pytest.raises(ValueError, match='exactly one of'):
+        conv(x)
+    with pytest.raises(ValueError, match="path='fused' needs a regular graph form"):
+        conv(x, g.edge_index, g.edge_attr, path='fused')
+    with pytest.raises(ValueError, match="'grid'=3x5 has 15 pixels but 'x' holds 12"):
+        conv(x, grid=(3, 5))
