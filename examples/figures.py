@@ -33,11 +33,14 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def _legend(fig, names, colours, ncol: int) -> None:
+def _legend(fig, names, colours, ncol: int, room: float = 0.55) -> None:
+    """A class legend in ``room`` inches below the axes."""
+    bottom = room / fig.get_figheight()
+    fig.subplots_adjust(bottom=bottom)
     handles = [Patch(facecolor=c, edgecolor='black', linewidth=0.3, label=n)
                for n, c in zip(names, colours)]
-    fig.legend(handles=handles, loc='lower center', ncol=ncol, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles=handles, loc='upper center', ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, bottom))
 
 
 @torch.no_grad()
@@ -51,7 +54,7 @@ def collage_predictions(models: dict, test, out: str, count: int = 3) -> str:
     cmap = ListedColormap(COLLAGE_COLOURS)
     shown = dict(cmap=cmap, vmin=-0.5, vmax=len(COLLAGE_COLOURS) - 0.5, interpolation='nearest')
     cols = 2 + len(names)
-    fig, axes = plt.subplots(count, cols, figsize=(2.1 * cols, 2.1 * count + 0.9),
+    fig, axes = plt.subplots(count, cols, figsize=(2.1 * cols, 2.1 * count + 0.8),
                              squeeze=False)
     for row in range(count):
         axes[row, 0].imshow(images[row, 0], cmap='gray', vmin=0, vmax=1)
@@ -65,7 +68,7 @@ def collage_predictions(models: dict, test, out: str, count: int = 3) -> str:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.subplots_adjust(bottom=0.2, wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
     _legend(fig, COLLAGE_NAMES, COLLAGE_COLOURS, ncol=6)
     return _save(fig, os.path.join(out, 'collage_predictions.png'))
 
@@ -102,9 +105,15 @@ def _item_cells(label: torch.Tensor, grid: int, count: int):
 
 
 @torch.no_grad()
-def lga_attention(model, test, out: str, index: int = 0, count: int = 3) -> str:
-    """Where pixels on items of the LGA model's feature map draw information from."""
+def lga_attention(model, test, out: str, index: int | None = None, count: int = 3) -> str:
+    """Where pixels on items of the LGA model's feature map draw information from.
+
+    ``index``: the test collage; by default the first of the first 32 with the most items.
+    """
     model.eval()
+    if index is None:
+        index = max(range(min(32, test[1].size(0))),
+                    key=lambda i: (len(test[1][i].unique()), -i))
     images, labels = test[0][index:index + 1], test[1][index]
     features = model.encode(images)[-1]
     _, maps = model.context(features, return_attention_weights=True)
@@ -199,7 +208,7 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
     axes = axes[0]
 
     def draw(ax, values, title):
-        ax.scatter(-pts[order, 1], pts[order, 2], c=values[order] + 1, s=1.5, cmap=cmap,
+        ax.scatter(-pts[order, 1], pts[order, 2], c=values[order] + 1, s=2.5, cmap=cmap,
                    vmin=-0.5, vmax=len(CORTEX_COLOURS) - 0.5, linewidths=0)
         ax.set_title(title, fontsize=9)
         ax.set_aspect('equal')
@@ -211,7 +220,6 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
         pred = models[name](data.pos, data.edge_index, data.edge_attr).argmax(1)
         pred = torch.where(labels < 0, torch.full_like(pred, -1), pred)
         draw(ax, pred, name)
-    fig.subplots_adjust(bottom=0.22)
     _legend(fig, CORTEX_NAMES, CORTEX_COLOURS, ncol=3)
     return _save(fig, os.path.join(out, 'cortex_predictions.png'))
 
@@ -234,10 +242,12 @@ def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> s
     src, dst = data.edge_index
     border = ((labels[src] != labels[dst]) & (labels[src] >= 0) & (labels[dst] >= 0))
     centre = int(dst[border][0]) if bool(border.any()) else 0
-    region = list(nx.ego_graph(G.reverse(copy=False), centre, radius=2).nodes)
+    region = list(nx.ego_graph(G.reverse(copy=False), centre, radius=1).nodes)
     sub = G.subgraph(region)
     edges = [(u, v) for u, v in sub.edges if u != v]
     values = torch.tensor([sub.edges[e]['alpha'] for e in edges])
+    order = values.argsort()                       # strongest edges drawn last, on top
+    edges, values = [edges[i] for i in order.tolist()], values[order]
     # Lay the patch flat: its two principal directions.
     pts = data.pos[region]
     centred = pts - pts.mean(0)
@@ -246,18 +256,18 @@ def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> s
     layout = {n: (float(flat[i, 0]), float(flat[i, 1])) for i, n in enumerate(region)}
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
     norm = Normalize(vmin=0, vmax=float(values.max()))
-    nx.draw_networkx_edges(sub, layout, edgelist=edges, ax=ax, width=1.6, arrows=True,
-                           arrowsize=7, edge_color=values.tolist(), edge_cmap=plt.get_cmap('plasma'),
-                           edge_vmin=0, edge_vmax=float(values.max()), alpha=0.85,
-                           node_size=40)
+    nx.draw_networkx_edges(sub, layout, edgelist=edges, ax=ax, width=2.0, arrows=True,
+                           arrowsize=9, edge_color=values.tolist(), edge_cmap=plt.get_cmap('plasma'),
+                           edge_vmin=0, edge_vmax=float(values.max()), alpha=0.9,
+                           node_size=70)
     colours = [CORTEX_COLOURS[int(labels[n]) + 1] for n in region]
-    nx.draw_networkx_nodes(sub, layout, nodelist=region, ax=ax, node_size=40,
+    nx.draw_networkx_nodes(sub, layout, nodelist=region, ax=ax, node_size=70,
                            node_color=colours, edgecolors=['black' if n == centre else 'none'
                                                            for n in region], linewidths=1.5)
     fig.colorbar(ScalarMappable(norm=norm, cmap='plasma'), ax=ax,
                  label=f'attention weight, last LGA layer (uniform = 1/{k} = {1 / k:.3f})')
-    ax.set_title(f'LGA on the kNN graph (k = {k}): a patch of the test hemisphere within 2 hops '
-                 'of the outlined vertex', fontsize=9)
+    ax.set_title(f'LGA on the kNN graph (k = {k}): the outlined test vertex, its {k} '
+                 'neighbours\nand every edge among them, coloured by attention', fontsize=9)
     ax.axis('off')
     present = sorted({int(labels[n]) + 1 for n in region})
     handles = [Patch(facecolor=CORTEX_COLOURS[c], label=CORTEX_NAMES[c].split(' (')[0])
