@@ -117,26 +117,29 @@ def lga_attention(model, test, out: str, index: int | None = None, count: int = 
     images, labels = test[0][index:index + 1], test[1][index]
     features = model.encode(images)[-1]
     _, maps = model.context(features, return_attention_weights=True)
-    maps = [m[0] for m in maps]
+    # image 0; maps are (S, H, W), or (heads, S, H, W) where LGA2d returns heads: average them
+    maps = [m[0].mean(0) if m.dim() == 5 else m[0] for m in maps]
     offsets = torch.tensor(model.context.offsets)
     size, grid = images.size(-1), features.size(-1)
     cells = _item_cells(labels, grid, count)
-    fig, axes = plt.subplots(1, 1 + len(cells), figsize=(3.0 * (1 + len(cells)), 3.2))
+    feet = [attention_footprint(maps, offsets, cell) for cell in cells]
+    vmax = max(float(foot.max()) for foot in feet)     # one colour scale for all panels
+    fig, axes = plt.subplots(1, 1 + len(cells), figsize=(2.8 * (1 + len(cells)) + 1.0, 3.3))
     axes[0].imshow(images[0, 0], cmap='gray', vmin=0, vmax=1)
     axes[0].set_title('test collage (input)', fontsize=9)
     extent = (0, size, size, 0)
-    for ax, cell in zip(axes[1:], cells):
-        foot = attention_footprint(maps, offsets, cell)
+    scale = size / grid
+    for ax, cell, foot in zip(axes[1:], cells, feet):
         ax.imshow(images[0, 0], cmap='gray', vmin=0, vmax=1, extent=extent)
-        shown = ax.imshow(foot, cmap='magma', alpha=0.65, extent=extent, vmin=0,
+        shown = ax.imshow(foot, cmap='magma', alpha=0.65, extent=extent, vmin=0, vmax=vmax,
                           interpolation='nearest')
-        scale = size / grid
         ax.scatter([(cell[1] + 0.5) * scale], [(cell[0] + 0.5) * scale], c='cyan', s=25,
                    marker='x')
-        name = COLLAGE_NAMES[int(labels[int((cell[0] + 0.5) * scale), int((cell[1] + 0.5) * scale)])]
+        name = COLLAGE_NAMES[int(labels[int((cell[0] + 0.5) * scale),
+                                        int((cell[1] + 0.5) * scale)])]
         ax.set_title(f'into the cell at x ({name})', fontsize=9)
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03,
-                     label='share of its input (sums to 1)')
+    fig.colorbar(shown, ax=list(axes), fraction=0.025, pad=0.02,
+                 label="share of the marked cell's input (each map sums to 1)")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -172,12 +175,17 @@ def latent_assignments(model, test, out: str, count: int = 64) -> str:
         if bool((cls == c).any()):
             table[c] = share[cls == c].mean(0)
             present.append(c)
-    table = table[present]
-    fig, ax = plt.subplots(figsize=(0.28 * d + 3.2, 0.32 * len(present) + 1.6))
+    # Columns sorted from the nodes that read background most (left) to those that
+    # read items most (right), so the split, if any, shows at a glance.
+    items = table[[c for c in present if c > 0]].mean(0) if len(present) > 1 else table[0]
+    order = (table[0] - items).argsort(descending=True)
+    table = table[present][:, order]
+    fig, ax = plt.subplots(figsize=(0.28 * d + 3.2, 0.32 * len(present) + 1.8))
     shown = ax.imshow(table, cmap='viridis', aspect='auto', vmin=0)
     ax.set_yticks(range(len(present)), [COLLAGE_NAMES[c] for c in present], fontsize=8)
-    ax.set_xticks(range(0, d, 4), [str(i) for i in range(0, d, 4)], fontsize=8)
-    ax.set_xlabel('latent node', fontsize=9)
+    ax.set_xticks(range(d), [str(i) for i in order.tolist()], fontsize=6)
+    ax.set_xlabel('latent node (sorted: reads background more <-> reads items more)',
+                  fontsize=9)
     fig.colorbar(shown, ax=ax, label='mean share of a cell\'s weight (rows sum to 1)')
     ax.set_title(f'LatentGNN: which latent nodes read which class ({count} test collages)',
                  fontsize=9)
@@ -255,10 +263,11 @@ def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> s
     flat = centred @ axes2.t()
     layout = {n: (float(flat[i, 0]), float(flat[i, 1])) for i, n in enumerate(region)}
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
-    norm = Normalize(vmin=0, vmax=float(values.max()))
+    low, high = float(values.min()), float(values.max())
+    norm = Normalize(vmin=low, vmax=high)
     nx.draw_networkx_edges(sub, layout, edgelist=edges, ax=ax, width=2.0, arrows=True,
                            arrowsize=9, edge_color=values.tolist(), edge_cmap=plt.get_cmap('plasma'),
-                           edge_vmin=0, edge_vmax=float(values.max()), alpha=0.9,
+                           edge_vmin=low, edge_vmax=high, alpha=0.9,
                            node_size=70)
     colours = [CORTEX_COLOURS[int(labels[n]) + 1] for n in region]
     nx.draw_networkx_nodes(sub, layout, nodelist=region, ax=ax, node_size=70,

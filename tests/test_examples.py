@@ -123,7 +123,7 @@ def test_collage_example_trains_under_torchrun(real_data, tmp_path):
          '--batch-size', '4', '--train-size', '8', '--test-size', '4', '--out', str(tmp_path)],
         cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count('| base + lga |') == 1
+    assert done.stdout.count('| base + LGA |') == 1
     assert (tmp_path / 'collages.json').exists()
 
 
