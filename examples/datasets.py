@@ -143,14 +143,17 @@ class FashionCollages(torch.utils.data.Dataset):
 
     Each ``size x size`` canvas is a random crop of a scikit-image texture photo
     (dimmed to [0, 0.5]) on which 3 to 5 items of one Fashion-MNIST split are
-    pasted, each enlarged 2x or 3x (nearest neighbour) at a random place. A pixel
-    whose item intensity exceeds ``threshold`` takes the item's value and the label
-    ``1 + class``; later items cover earlier ones. Every collage is a pure function
-    of ``(split, seed, index)``, so train and test sets are fixed and reproducible,
-    and train collages use train items only (test: test items only).
+    pasted, each enlarged by one of ``scales`` (nearest neighbour) at a random place. A
+    pixel whose item intensity exceeds ``threshold`` takes the item's value and the label
+    ``1 + class``; later items cover earlier ones. With ``overlap=False`` an item's box
+    never meets an earlier one (each item tries up to :attr:`PLACEMENT_TRIES` random
+    places and is left out if none is free), so every item is fully visible. Every
+    collage is a pure function of ``(split, seed, index)``, so train and test sets are
+    fixed and reproducible, and train collages use train items only (test: test items
+    only).
 
     Class count: 11 (background + 10 item classes). Telling a shirt from a coat or
-    a pullover needs the item's whole shape, not a local patch: context matters.
+    a pullover needs the item's whole shape, not a local patch.
     """
     num_classes = 11
     PLACEMENT_TRIES = 50
