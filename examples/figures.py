@@ -266,7 +266,8 @@ def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> s
     low, high = float(values.min()), float(values.max())
     norm = Normalize(vmin=low, vmax=high)
     nx.draw_networkx_edges(sub, layout, edgelist=edges, ax=ax, width=2.0, arrows=True,
-                           arrowsize=9, edge_color=values.tolist(), edge_cmap=plt.get_cmap('plasma'),
+                           arrowsize=9, edge_color=values.tolist(),
+                           edge_cmap=plt.get_cmap('plasma'),
                            edge_vmin=low, edge_vmax=high, alpha=0.9,
                            node_size=70)
     colours = [CORTEX_COLOURS[int(labels[n]) + 1] for n in region]

@@ -57,9 +57,10 @@ def context_block(name: str, channels: int) -> nn.Module:
 class SegNet(nn.Module):
     """A small U-Net: encoder to 1/8 resolution -> context block -> decoder with skips.
 
-    Encoder: two conv blocks at each of 1/2, 1/4 and 1/8 resolution (widths w, 2w, 4w;
-    batch norm, ReLU), the last one at 1/8 dilated by 2; the context block (none, LGA, LGA + LGALoss, LatentGNN, non-local:
-    see :func:`context_block`) sits on the 1/8 map; the decoder upsamples twice,
+    Encoder: conv blocks (3x3 conv, batch norm, ReLU), two at 1/2 and two at 1/4
+    resolution, three at 1/8 with the third dilated by 2 (widths w, 2w, 4w); the context
+    block (none, LGA, LGA + LGALoss, LatentGNN, non-local: see :func:`context_block`) sits
+    on the 1/8 map; the decoder upsamples twice,
     concatenating the encoder's 1/4 and 1/2 features, predicts logits at 1/2 resolution and
     upsamples them bilinearly to the input's size. Inputs are standardised with fixed
     constants (``mean``, ``std``: the collages' pixel statistics).

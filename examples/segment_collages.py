@@ -4,7 +4,8 @@ Run it alone (``python examples/segment_collages.py --help``) or through the
 demo (``./tasks.sh demo``). The steps, each in its own function below:
 
 1. Data: 64x64 collages of real Fashion-MNIST items (28x28; 2 to 4 are drawn,
-   about 2 fit without overlapping) on crops of real texture photos (:class:`datasets.FashionCollages`);
+   about 2 fit without overlapping) on crops of real texture photos
+   (:class:`datasets.FashionCollages`);
    train collages from the train split, test collages from the test split, so no
    test item is ever seen in training.
 2. Model: a small U-Net (:class:`models.SegNet`) with one context block at 1/8

@@ -44,7 +44,8 @@ from training import (confusion_matrix, count_macs, count_parameters, markdown_t
 CONTEXTS = ('none', 'lga', 'latentgnn')
 #: Rows that need no graph: trained (the position-only MLP) or counted (the majority class).
 TRIVIAL = ('majority', 'position-mlp')
-DISPLAY_NAMES = {'majority': 'trivial: majority class', 'position-mlp': 'trivial: position-only MLP',
+DISPLAY_NAMES = {'majority': 'trivial: majority class',
+                 'position-mlp': 'trivial: position-only MLP',
                  'none': 'base', 'lga': 'base + LGA (kNN graph)', 'latentgnn': 'base + LatentGNN'}
 NUM_CLASSES = 4
 CLASS_NAMES = Cortex.MESULAM_CLASSES
