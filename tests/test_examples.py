@@ -143,3 +143,18 @@ def test_lga_loss_sweep_tiny_run(real_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert '\n| 0 | ' in done.stdout and '\n| 1 | ' in done.stdout   # a table row per weight
     assert any(p.suffix == '.json' for p in tmp_path.iterdir())
+
+
+def test_cortex_view_rotation_keeps_the_shape(real_data):
+    from datasets import load_cortex
+    from segment_cortex import view
+    cortex = load_cortex('left')
+    keep = torch.arange(0, 32492, 64)
+    plain, labels = view(cortex, torch.Generator().manual_seed(0), keep, k=8)
+    turned, same = view(cortex, torch.Generator().manual_seed(0), keep, k=8, rotate=True)
+    assert torch.equal(labels, same) and torch.equal(labels, cortex.labels[keep])
+    assert torch.allclose(plain.pos.mean(0), torch.zeros(3), atol=0.1)    # centred, ~unit scale
+    assert not torch.allclose(plain.pos, turned.pos)
+    def distances(p):   # explicit differences: cdist's matmul form loses small distances
+        return (p[:, None] - p[None]).norm(dim=-1)
+    assert torch.allclose(distances(plain.pos), distances(turned.pos), atol=1e-5)
