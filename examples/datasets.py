@@ -143,25 +143,30 @@ class FashionCollages(torch.utils.data.Dataset):
 
     Each ``size x size`` canvas is a random crop of a scikit-image texture photo
     (dimmed to [0, 0.5]) on which 3 to 5 items of one Fashion-MNIST split are
-    pasted, each enlarged 2x or 3x (nearest neighbour) at a random place. A pixel
-    whose item intensity exceeds ``threshold`` takes the item's value and the label
-    ``1 + class``; later items cover earlier ones. Every collage is a pure function
-    of ``(split, seed, index)``, so train and test sets are fixed and reproducible,
-    and train collages use train items only (test: test items only).
+    pasted, each enlarged by one of ``scales`` (nearest neighbour) at a random place. A
+    pixel whose item intensity exceeds ``threshold`` takes the item's value and the label
+    ``1 + class``; later items cover earlier ones. With ``overlap=False`` an item's box
+    never meets an earlier one (each item tries up to :attr:`PLACEMENT_TRIES` random
+    places and is left out if none is free), so every item is fully visible. Every
+    collage is a pure function of ``(split, seed, index)``, so train and test sets are
+    fixed and reproducible, and train collages use train items only (test: test items
+    only).
 
     Class count: 11 (background + 10 item classes). Telling a shirt from a coat or
-    a pullover needs the item's whole shape, not a local patch: context matters.
+    a pullover needs the item's whole shape, not a local patch.
     """
     num_classes = 11
+    PLACEMENT_TRIES = 50
 
     def __init__(self, split: str = 'train', length: int = 1000, *, size: int = 128,
                  items: Tuple[int, int] = (3, 5), scales: Tuple[int, ...] = (2, 3),
-                 threshold: float = 0.1, seed: int = 0,
+                 threshold: float = 0.1, seed: int = 0, overlap: bool = True,
                  source: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
         if size < 28 * max(scales):
             raise ValueError(f"'size' must be at least {28 * max(scales)} for scales {scales}")
         self.split, self.length, self.size = split, length, size
         self.items, self.scales, self.threshold, self.seed = items, scales, threshold, seed
+        self.overlap = overlap
         self.images, self.classes = source if source is not None else load_fashion_mnist(split)
         self.textures = [load_texture(name) for name in ('brick', 'grass', 'gravel')]
 
@@ -181,21 +186,34 @@ class FashionCollages(torch.utils.data.Dataset):
         count = int(torch.randint(self.items[0], self.items[1] + 1, (1,), generator=g))
         chosen = torch.randint(self.images.size(0), (count,), generator=g).tolist()
         boxes = []
+        placed = []
         for item in chosen:
-            scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))]
-            side = 28 * scale
-            row = int(torch.randint(self.size - side + 1, (1,), generator=g))
-            col = int(torch.randint(self.size - side + 1, (1,), generator=g))
+            for _ in range(1 if self.overlap else self.PLACEMENT_TRIES):
+                scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))]
+                side = 28 * scale
+                row = int(torch.randint(self.size - side + 1, (1,), generator=g))
+                col = int(torch.randint(self.size - side + 1, (1,), generator=g))
+                if self.overlap or not any(_intersect((row, col, side), b) for b in boxes):
+                    break
+            else:
+                continue   # no free place found: the collage gets fewer items
+            placed.append(item)
             patch = self.images[item].repeat_interleave(scale, 0).repeat_interleave(scale, 1)
             mask = patch > self.threshold
             image[row:row + side, col:col + side][mask] = patch[mask]
             label[row:row + side, col:col + side][mask] = 1 + int(self.classes[item])
             boxes.append((row, col, side))
-        return Collage(image=image[None], label=label, items=chosen, boxes=boxes)
+        return Collage(image=image[None], label=label, items=placed, boxes=boxes)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         c = self.collage(index)
         return c.image, c.label
+
+
+def _intersect(a: Tuple[int, int, int], b: Tuple[int, int, int]) -> bool:
+    """Whether two square boxes ``(row, col, side)`` share a pixel."""
+    return (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[2]
+            and b[1] < a[1] + a[2])
 
 
 def random_rotation(generator: torch.Generator) -> torch.Tensor:

@@ -10,6 +10,9 @@ from torch import nn
 from graphattn import LatentGNN2d, LGA2d
 
 CONTEXTS = ('none', 'lga', 'lga+loss', 'latentgnn', 'nonlocal')
+#: The names tables and figures show for each context block.
+DISPLAY_NAMES = {'none': 'base', 'lga': 'base + LGA', 'lga+loss': 'base + LGA + LGALoss',
+                 'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local'}
 
 
 class NonLocal2d(nn.Module):
@@ -34,8 +37,8 @@ class NonLocal2d(nn.Module):
         return x + self.out(y)
 
 
-def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+def conv_block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
@@ -52,32 +55,58 @@ def context_block(name: str, channels: int) -> nn.Module:
 
 
 class SegNet(nn.Module):
-    """Encoder (4x down) -> context block at 1/4 resolution -> decoder (4x up).
+    """A small U-Net: encoder to 1/8 resolution -> context block -> decoder with skips.
 
-    The encoder alone sees about 19x19 input pixels per feature (receptive field),
-    less than a pasted item (56 or 84 pixels): deciding an item's class from a
-    pixel inside it needs the context block.
+    Encoder: conv blocks (3x3 conv, batch norm, ReLU), two at 1/2 and two at 1/4
+    resolution, three at 1/8 with the third dilated by 2 (widths w, 2w, 4w); the context
+    block (none, LGA, LGA + LGALoss, LatentGNN, non-local: see :func:`context_block`) sits
+    on the 1/8 map; the decoder upsamples twice,
+    concatenating the encoder's 1/4 and 1/2 features, predicts logits at 1/2 resolution and
+    upsamples them bilinearly to the input's size. Inputs are standardised with fixed
+    constants (``mean``, ``std``: the collages' pixel statistics).
+
+    The encoder's convolutions alone see 75x75 input pixels per 1/8 feature (receptive
+    field), with most of their weight near the centre. A block that gathers a whole item
+    (LGA: 4 more hops at 1/8) or the whole image (LatentGNN, non-local) can add to that;
+    whether it does is what the demo measures.
     """
 
-    def __init__(self, context: str = 'none', width: int = 32, num_classes: int = 11,
-                 in_channels: int = 1):
+    def __init__(self, context: str = 'none', width: int = 16, num_classes: int = 11,
+                 in_channels: int = 1, mean: float = 0.3, std: float = 0.3):
         super().__init__()
         self.context_name = context
-        self.encoder = nn.Sequential(conv_block(in_channels, width), conv_block(width, width, 2),
-                                     conv_block(width, 2 * width, 2))
-        self.context = context_block(context, 2 * width)
-        self.decoder = nn.Sequential(conv_block(2 * width, width),
-                                     nn.Conv2d(width, num_classes, 1))
+        self.mean, self.std = mean, std
+        w = width
+        self.enc1 = nn.Sequential(conv_block(in_channels, w, 2), conv_block(w, w))      # 1/2
+        self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w))   # 1/4
+        self.enc3 = nn.Sequential(conv_block(2 * w, 4 * w, 2), conv_block(4 * w, 4 * w),  # 1/8
+                                  conv_block(4 * w, 4 * w, dilation=2))
+        self.context = context_block(context, 4 * w)
+        self.dec2 = conv_block(6 * w, 2 * w)
+        self.dec1 = conv_block(3 * w, w)
+        self.head = nn.Conv2d(w, num_classes, 1)
+
+    def encode(self, image: torch.Tensor):
+        """The encoder's skip features and its 1/8 map (the context block's input)."""
+        f1 = self.enc1((image - self.mean) / self.std)
+        f2 = self.enc2(f1)
+        return f1, f2, self.enc3(f2)
+
+    def decode(self, f1, f2, f3, size) -> torch.Tensor:
+        up = F.interpolate(f3, size=f2.shape[-2:], mode='bilinear', align_corners=False)
+        d2 = self.dec2(torch.cat([up, f2], 1))
+        up = F.interpolate(d2, size=f1.shape[-2:], mode='bilinear', align_corners=False)
+        d1 = self.dec1(torch.cat([up, f1], 1))
+        return F.interpolate(self.head(d1), size=size, mode='bilinear', align_corners=False)
 
     def forward(self, image: torch.Tensor, return_latent: bool = False):
-        features = self.encoder(image)
+        f1, f2, f3 = self.encode(image)
         latent = None
         if isinstance(self.context, LGA2d) and return_latent:
-            features, latent = self.context(features, return_latent=True)
+            f3, latent = self.context(f3, return_latent=True)
         else:
-            features = self.context(features)
-        logits = F.interpolate(self.decoder(features), size=image.shape[-2:], mode='bilinear',
-                               align_corners=False)
+            f3 = self.context(f3)
+        logits = self.decode(f1, f2, f3, image.shape[-2:])
         return (logits, latent) if return_latent else logits
 
 

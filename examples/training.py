@@ -1,8 +1,11 @@
 """Training helpers shared by the examples: metrics, cost counting, result tables."""
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import statistics
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -44,6 +47,33 @@ def mean_std(values: List[float]) -> str:
     if len(values) == 1:
         return f'{values[0]:.1f}'
     return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
+
+
+def summary(result: Dict[str, object], accuracy_name: str, unit: str) -> Dict[str, str]:
+    """A result row (numbers, one entry per seed) as a table row (formatted strings)."""
+    step: Optional[float] = result['cpu_s_per_step']  # type: ignore[assignment]
+    return {
+        'model': str(result['model']),
+        'mIoU (%)': mean_std(result['miou']),                       # type: ignore[arg-type]
+        accuracy_name: mean_std(result['pixel_acc']),               # type: ignore[arg-type]
+        'params': f"{result['params']:,}",
+        f'GMACs / {unit}': f"{result['macs'] / 1e9:.3f}",            # type: ignore[operator]
+        'CPU ms / train step': '-' if step is None else f'{1000 * step:.0f}',
+    }
+
+
+def run_environment() -> Dict[str, object]:
+    """What a reader needs to judge the timings: threads, cores, load, versions, date."""
+    import torch
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        load = None
+    return {'torch_threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(),
+            'load_average_1_5_15_min': load, 'torch': torch.__version__,
+            'python': platform.python_version(), 'machine': platform.machine(),
+            'processor': platform.processor() or None,
+            'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
 
 def markdown_table(rows: List[Dict[str, object]]) -> str:

@@ -39,6 +39,26 @@ def test_collage_labels_match_pasted_items(textures_available):
         assert bool(background[c.label == 0].all())
 
 
+def test_collages_without_overlap_keep_items_apart(textures_available):
+    images, classes = fake_source()
+    ds = datasets.FashionCollages('train', 12, size=64, items=(2, 4), scales=(1,),
+                                  overlap=False, source=(images, classes), seed=5)
+    for i in range(len(ds)):
+        c = ds.collage(i)
+        assert 1 <= len(c.items) <= 4 and len(c.items) == len(c.boxes)
+        for a in range(len(c.boxes)):
+            for b in range(a):
+                (r0, c0, s0), (r1, c1, s1) = c.boxes[a], c.boxes[b]
+                assert r0 + s0 <= r1 or r1 + s1 <= r0 or c0 + s0 <= c1 or c1 + s1 <= c0
+        # Each item keeps all of its labelled pixels: nothing covers it.
+        for item, (row, col, side) in zip(c.items, c.boxes):
+            mask = images[item] > ds.threshold
+            box = c.label[row:row + side, col:col + side]
+            assert bool((box[mask] == 1 + int(classes[item])).all())
+            assert torch.equal(c.image[0, row:row + side, col:col + side][mask],
+                               images[item][mask])
+
+
 def test_collages_are_deterministic_and_split_dependent(textures_available):
     source = fake_source()
     a = datasets.FashionCollages('train', 4, source=source, seed=1)

@@ -1,4 +1,5 @@
 """Each example runs end to end for a few steps on tiny sizes."""
+import json
 import os
 import subprocess
 import sys
@@ -20,17 +21,52 @@ def real_data():
 
 def test_demo_tiny_run_writes_table_and_figures(real_data, tmp_path):
     out = tmp_path / 'demo'
-    done = subprocess.run([sys.executable, 'demo.py', '--tiny', '--no-progress', '--out', str(out)],
+    done = subprocess.run([sys.executable, 'demo.py', '--tiny', '--no-progress', '--threads', '1',
+                           '--out', str(out)],
                           cwd=EXAMPLES, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '## Fashion-MNIST collages' in done.stdout and '## Cortex' in done.stdout
-    for name in ('results.md', 'collages.json', 'cortex.json', 'collage_predictions.png',
-                 'lga_attention.png', 'latentgnn_assignments.png', 'cortex_predictions.png',
-                 'cortex_lga_attention.png'):
+    for name in ('results.md', 'collages.json', 'cortex.json', 'demo.json',
+                 'collage_predictions.png', 'lga_attention.png', 'latentgnn_assignments.png',
+                 'cortex_predictions.png', 'cortex_lga_attention.png'):
         assert (out / name).stat().st_size > 0, name
     table = (out / 'results.md').read_text()
-    for model in ('base + lga', 'base + lga+loss', 'base + latentgnn', 'base + nonlocal'):
-        assert model in table
+    assert 'ONE seed' in table                       # a one-seed run says so
+    for model in ('trivial: all background', 'base + LGA', 'base + LGA + LGALoss',
+                  'base + LatentGNN', 'base + non-local', 'trivial: majority class',
+                  'trivial: position-only MLP', 'base + LGA (kNN graph)'):
+        assert f'| {model} |' in table, model
+    # The JSON holds numbers (one per seed) and the configuration that produced them.
+    for name, count in (('collages.json', 6), ('cortex.json', 5)):
+        saved = json.loads((out / name).read_text())
+        assert saved['config']['seeds'] == [0]
+        assert isinstance(saved['environment']['torch_threads'], int)
+        assert len(saved['rows']) == count
+        for row in saved['rows']:
+            assert all(isinstance(v, float) and 0 <= v <= 100 for v in row['miou'])
+            assert len(row['miou']) == len(row['pixel_acc']) == 1
+            assert isinstance(row['params'], int) and isinstance(row['macs'], int)
+            assert row['cpu_s_per_step'] is None or row['cpu_s_per_step'] > 0
+    run = json.loads((out / 'demo.json').read_text())
+    assert run['run'] == 'tiny' and run['wall_s'] > 0
+
+
+def test_trivial_collage_predictor_scores_background_everywhere():
+    from segment_collages import majority_scores
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    labels[:, :, 0] = 3                              # a quarter of the pixels are an item
+    scores = majority_scores((None, labels))
+    assert scores['pixel_acc'] == pytest.approx(75.0)
+    assert scores['miou'] == pytest.approx(37.5)     # background IoU 0.75, item IoU 0
+
+
+def test_position_mlp_ignores_the_graph():
+    from segment_cortex import PositionMLP
+    model = PositionMLP().eval()
+    pos = torch.randn(10, 3)
+    edges = torch.randint(0, 10, (2, 30))
+    assert torch.equal(model(pos, edges, torch.randn(30, 3)), model(pos))
+    assert model(pos).shape == (10, 4)
 
 
 def test_inspect_graphs_example(real_data, tmp_path):
@@ -87,7 +123,7 @@ def test_collage_example_trains_under_torchrun(real_data, tmp_path):
          '--batch-size', '4', '--train-size', '8', '--test-size', '4', '--out', str(tmp_path)],
         cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count('| base + lga |') == 1
+    assert done.stdout.count('| base + LGA |') == 1
     assert (tmp_path / 'collages.json').exists()
 
 
@@ -107,3 +143,18 @@ def test_lga_loss_sweep_tiny_run(real_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert '\n| 0 | ' in done.stdout and '\n| 1 | ' in done.stdout   # a table row per weight
     assert any(p.suffix == '.json' for p in tmp_path.iterdir())
+
+
+def test_cortex_view_rotation_keeps_the_shape(real_data):
+    from datasets import load_cortex
+    from segment_cortex import view
+    cortex = load_cortex('left')
+    keep = torch.arange(0, 32492, 64)
+    plain, labels = view(cortex, torch.Generator().manual_seed(0), keep, k=8)
+    turned, same = view(cortex, torch.Generator().manual_seed(0), keep, k=8, rotate=True)
+    assert torch.equal(labels, same) and torch.equal(labels, cortex.labels[keep])
+    assert torch.allclose(plain.pos.mean(0), torch.zeros(3), atol=0.1)    # centred, ~unit scale
+    assert not torch.allclose(plain.pos, turned.pos)
+    def distances(p):   # explicit differences: cdist's matmul form loses small distances
+        return (p[:, None] - p[None]).norm(dim=-1)
+    assert torch.allclose(distances(plain.pos), distances(turned.pos), atol=1e-5)
