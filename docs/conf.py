@@ -35,7 +35,7 @@ extensions = [
 
 source_suffix = {'.rst': 'restructuredtext', '.md': 'markdown'}
 root_doc = 'index'
-exclude_patterns = ['_build', 'Thumbs.db', '.DS_Store']
+exclude_patterns = ['_build', 'runs', 'Thumbs.db', '.DS_Store']  # runs/: raw outputs
 templates_path = ['_templates']
 
 myst_enable_extensions = ['dollarmath', 'colon_fence']
