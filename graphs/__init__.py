@@ -15,7 +15,7 @@ from .neighbors import available_engines, nearest_neighbors
 from .networkx import align_edge_values, from_networkx, receptive_field, to_networkx
 from .point_cloud import point_cloud_to_data, relative_positions
 from .point_graphs import knn_graph, neighbors_to_edge_index, radius_graph, to_neighbor_table
-from .sampling import covering_crops, crop, random_crops, resample
+from .sampling import covering_crops, crop, random_crops, resample, split_crop
 
 __all__ = [
     'grid_graph', 'grid_stencil', 'grid_edge_count', 'grid_edges',
@@ -27,6 +27,6 @@ __all__ = [
     'to_networkx', 'from_networkx', 'align_edge_values', 'receptive_field',
     'latent_graph', 'latent_edge_index', 'LatentGraph', 'latent_to_networkx',
     # point-cloud toolkit: crops, augmentation, batching, crop inference, scores
-    'crop', 'random_crops', 'covering_crops', 'resample', 'random_rotation', 'random_rotate',
+    'crop', 'random_crops', 'covering_crops', 'resample', 'split_crop', 'random_rotation', 'random_rotate',
     'collate_clouds', 'predict_by_crops', 'confusion_matrix', 'per_class_iou',
 ]

@@ -1,6 +1,7 @@
 """Crops of large point clouds: ball or kNN crops around a centre, random crops for
-training, crops that cover a whole cloud for inference, and resampling of a crop to
-a fixed size (so that crops batch into equal-sized clouds)."""
+training, crops that cover a whole cloud for inference, resampling of a crop to a
+fixed size (so that crops batch into equal-sized clouds) and its inference
+counterpart, a crop split into parts of at most that size."""
 from __future__ import annotations
 
 from typing import List, Optional, Union
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from .validation import check_points, check_positive_float, check_positive_int
 
-__all__ = ['crop', 'random_crops', 'covering_crops', 'resample']
+__all__ = ['crop', 'random_crops', 'covering_crops', 'resample', 'split_crop']
 
 
 def _check_size(num_points: Optional[int], radius: Optional[float]) -> None:
@@ -153,3 +154,27 @@ def resample(index: Tensor, size: int, *, generator: Optional[torch.Generator] =
     extra = torch.randint(n, (size - n,), generator=generator).to(index.device)
     order = torch.randperm(size, generator=generator).to(index.device)
     return torch.cat([index, index[extra]])[order]
+
+
+def split_crop(index: Tensor, size: int, *,
+               generator: Optional[torch.Generator] = None) -> List[Tensor]:
+    """A crop's points split at random into :math:`\\lceil n / size \\rceil`
+    disjoint parts of near-equal size (at most ``size``), which together hold
+    every point once: the inference counterpart of :func:`resample` (a part
+    has about the density of a resampled training crop, and no point is left
+    out).
+
+    Returns:
+        A list of LongTensors (empty for an empty crop).
+    """
+    check_positive_int('size', size)
+    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point() \
+            or index.dtype == torch.bool:
+        raise ValueError("'index' must be a 1-D integer tensor of point indices (got "
+                         f"{getattr(index, 'shape', type(index).__name__)})")
+    n = index.numel()
+    if n == 0:
+        return []
+    parts = -(-n // size)
+    order = torch.randperm(n, generator=generator).to(index.device)
+    return list(index[order].tensor_split(parts))
