@@ -118,6 +118,26 @@ def test_resample_arguments():
         graphs.resample(torch.arange(3), 0)
 
 
+@pytest.mark.parametrize('n,size,parts', [(10, 3, 4), (9, 3, 3), (2, 5, 1), (1, 1, 1)])
+def test_split_crop_holds_every_point_once(n, size, parts):
+    index = torch.arange(100, 100 + n)
+    out = graphs.split_crop(index, size, generator=torch.Generator().manual_seed(0))
+    assert len(out) == parts
+    assert sorted(torch.cat(out).tolist()) == index.tolist()
+    lengths = [len(part) for part in out]
+    assert max(lengths) <= size and max(lengths) - min(lengths) <= 1
+    again = graphs.split_crop(index, size, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(out, again))
+
+
+def test_split_crop_arguments():
+    assert graphs.split_crop(torch.zeros(0, dtype=torch.long), 4) == []
+    with pytest.raises(ValueError, match="'size'"):
+        graphs.split_crop(torch.arange(3), 0)
+    with pytest.raises(ValueError, match="'index'"):
+        graphs.split_crop(torch.zeros(3), 2)
+
+
 # --------------------------------------------------------------- rotations
 @pytest.mark.parametrize('dim', [2, 3, 5])
 def test_random_rotation_is_a_rotation(dim):
@@ -310,7 +330,8 @@ def test_metrics_arguments():
 
 
 def test_exports():
-    for name in ('crop', 'random_crops', 'covering_crops', 'resample', 'random_rotation',
+    for name in ('crop', 'random_crops', 'covering_crops', 'resample', 'split_crop',
+                 'random_rotation',
                  'random_rotate', 'collate_clouds', 'predict_by_crops', 'confusion_matrix',
                  'per_class_iou'):
         assert name in graphs.__all__ and callable(getattr(graphs, name))
