@@ -378,22 +378,25 @@ class LatentGNNBase(nn.Module):
                 and saved_up.size(1) % self.num_kernels == 0 and saved_up.size(1) > 0:
             saved_c = saved_up.size(1) // self.num_kernels
             if self.in_channels % saved_c == 0:
-                return 'channel_stride', (f"this {name} state dict was saved with channel_stride="
-                        f"{self.in_channels // saved_c} (C' = {saved_c}); this module has "
-                        f"channel_stride={self.channel_stride}: build it with channel_stride="
-                        f"{self.in_channels // saved_c} (the default stride keeps C' >= "
-                        f"{MIN_HIDDEN_CHANNELS} since graphattn 0.3)")
+                stride = self.in_channels // saved_c
+                return 'channel_stride', (
+                    f"this {name} state dict was saved with channel_stride={stride} "
+                    f"(C' = {saved_c}); this module has channel_stride={self.channel_stride}: "
+                    f"build it with channel_stride={stride} (the default stride keeps C' >= "
+                    f"{MIN_HIDDEN_CHANNELS} since graphattn 0.3)")
         saved_stats = (prefix + 'up_norm.running_mean') in state_dict
         has_stats = hasattr(self.up_norm, 'running_mean')
         if saved_stats and not has_stats:
-            return 'norm', (f"this {name} state dict was saved with norm='batch' (or 'frozen'), which "
-                    f"keeps running statistics; this module has norm={self.norm!r}: build it "
-                    "with norm='batch' to load it (LatentGNN's default norm is 'layer' since "
-                    "graphattn 0.3)")
+            return 'norm', (
+                f"this {name} state dict was saved with norm='batch' (or 'frozen'), which "
+                f"keeps running statistics; this module has norm={self.norm!r}: build it "
+                "with norm='batch' to load it (LatentGNN's default norm is 'layer' since "
+                "graphattn 0.3)")
         if has_stats and not saved_stats and (prefix + 'up_norm.weight') in state_dict:
-            return 'norm', (f"this {name} state dict was saved with a norm without running statistics "
-                    f"('layer' or a callable); this module has norm={self.norm!r}: build it with "
-                    "the norm it was saved with")
+            return 'norm', (
+                f"this {name} state dict was saved with a norm without running statistics "
+                f"('layer' or a callable); this module has norm={self.norm!r}: build it with "
+                "the norm it was saved with")
         return None
 
     # ------------------------------------------------------ official weights
