@@ -44,9 +44,9 @@ class LatentGNN(LatentGNNBase):
     not.  In ``tests/test_latentgnn_defaults.py``, after 20 steps on one
     cloud at a time, the block's ``eval()`` output moved by 5.9 times its
     train-mode size with ``'batch'`` and not at all with ``'layer'`` (no
-    running state); on the cortex of ``examples/segment_points.py`` (two
-    crops per step, 3 seeds) ``'layer'`` scored 24.0 +- 0.3 mIoU and
-    ``'batch'`` 23.5 +- 1.0.  A model saved with ``norm='batch'`` (the
+    running state); on the cortex of ``examples/segment_points.py`` (3
+    seeds) ``'layer'`` scored 24.0 +- 0.3 mIoU and ``'batch'`` 23.5 +- 1.0
+    with two crops per step, 21.1 +- 1.7 and 20.5 +- 1.0 with one.  A model saved with ``norm='batch'`` (the
     default up to graphattn 0.2) loads into ``LatentGNN(..., norm='batch')``.
 
     Graphs of a batch with no nodes (a batch index that never occurs, or
