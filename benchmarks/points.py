@@ -50,7 +50,7 @@ def build(impl: str, n: int):
     x = torch.randn(n, CHANNELS, requires_grad=True)
     table, _ = graphs.nearest_neighbors(pos, K, loop=True)
     if impl == 'latentgnn':
-        module = LatentGNN(CHANNELS, latent_dims=[100], channel_stride=1)
+        module = LatentGNN(CHANNELS, latent_dims=[100], channel_stride=1, norm='batch')
         return module, lambda: module(x)
     if impl == 'point_transformer':
         from torch_geometric.nn import PointTransformerConv

@@ -78,7 +78,8 @@ class PointSeg(nn.Module):
         if context == 'lga':
             self.context = LGA(width, num_layers=4, edge_dim=3, edge_encoder='mlp', fuse=True)
         elif context == 'latentgnn':
-            self.context = LatentGNN(width, latent_dims=[32], channel_stride=2)
+            self.context = LatentGNN(width, latent_dims=[32], channel_stride=2,
+                                     norm='batch')  # as the demo's results were measured
         else:
             self.context = None
         self.head = MLP([width, width, NUM_CLASSES], dropout=0.1)

@@ -37,7 +37,10 @@ class LatentGNN2d(LatentGNNBase):
     Args:
         in_channels (int): channels :math:`C`.
         latent_dims (list of int or int): latent nodes :math:`d_k` per kernel.
-        channel_stride (int, optional): :math:`C' = C / s`. (default: :obj:`4`)
+        channel_stride (int, optional): :math:`C' = C / s`; :obj:`None`: the
+            authors' 4, or less so that :math:`C' \geq 8` when :math:`C < 32`
+            (:func:`~graphattn.latentgnn_base.default_channel_stride`).
+            (default: :obj:`None`)
         num_kernels (int, optional): kernels :math:`K`. (default: :obj:`1`)
         mode (str, optional): ``'asymmetric'`` or ``'symmetric'``.
             (default: :obj:`'asymmetric'`)
@@ -47,8 +50,10 @@ class LatentGNN2d(LatentGNNBase):
             :math:`\mathbf{Y}`). (default: :obj:`True`)
         norm (str or callable, optional): ``'batch'`` (= ``BatchNorm2d``),
             ``'layer'`` (per pixel over channels), ``'none'``, ``'frozen'``
-            (buffers only, as in the authors' detection runs).
-            (default: :obj:`'batch'`)
+            (buffers only, as in the authors' detection runs); :obj:`None`:
+            ``'batch'``, the authors' choice for batches of images (unlike
+            :class:`~graphattn.LatentGNN`, whose default is ``'layer'``).
+            (default: :obj:`None`)
         sparse_top_m (int, optional): top-:math:`m` sparse bipartite graph.
             (default: :obj:`None`)
         path (str, optional): ``'auto'``, ``'fused'`` or ``'message_passing'``.

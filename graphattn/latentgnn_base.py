@@ -4,7 +4,9 @@ nodes, shared by :class:`~graphattn.LatentGNN` (nodes + batch vector) and
 call it. The kernel maths (steps 3-5) is in :mod:`graphattn.latent_kernels`."""
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,12 @@ from .latent_kernels import (LatentAssignment, bipartite_convs, fused_latent_ker
 from .latentgnn_official import convert_official_state_dict
 from .norms import NormSpec, check_norm, make_norm
 
-__all__ = ['MODES', 'Output', 'LatentKernel', 'LatentGNNBase']
+__all__ = ['MODES', 'Output', 'LatentKernel', 'LatentGNNBase', 'default_channel_stride',
+           'MIN_HIDDEN_CHANNELS']
+
+#: The fewest reduced channels :math:`C'` the default ``channel_stride`` leaves
+#: (all of :math:`C` when :math:`C` is smaller).
+MIN_HIDDEN_CHANNELS = 8
 
 #: The two ways of building the bipartite weights :math:`\Psi`.
 MODES = ('asymmetric', 'symmetric')
@@ -205,20 +212,40 @@ class LatentGNNBase(nn.Module):
     normalisation) in each direction, and :math:`\Psi` is normalised over the
     kept edges: :math:`O(N m C')`, message passing only.
 
-    Norms :math:`\mathcal{N}` (``norm``): ``'batch'`` (default) is batch norm
-    over all nodes of the batch (on feature maps: ``BatchNorm2d``'s statistics;
-    it couples the graphs of a batch in training mode, as it does images, and
-    needs more than one node there);
-    ``'layer'`` normalises each node over its channels; ``'none'``;
-    ``'frozen'`` is an affine map from buffers (identity at init, no
-    parameters), as in the authors' detection runs.
+    Norms :math:`\mathcal{N}` (``norm``): ``'batch'`` is batch norm over all
+    nodes of the batch (on feature maps: ``BatchNorm2d``'s statistics, the
+    authors' choice and :class:`~graphattn.LatentGNN2d`'s default; it couples
+    the graphs of a batch in training mode, as it does images, and needs more
+    than one node there); ``'layer'`` normalises each node over its channels
+    (:class:`~graphattn.LatentGNN`'s default: with one or two graphs per
+    batch, batch statistics are one cloud's statistics, and the running
+    averages used in ``eval()`` are not: see :class:`~graphattn.LatentGNN`);
+    ``'none'``; ``'frozen'`` is an affine map from buffers (identity at init,
+    no parameters), as in the authors' detection runs.
+
+    Channel reduction: ``channel_stride=None`` (the default) is the authors'
+    :math:`s = 4` whenever that leaves :math:`C' \geq 8`
+    (:math:`C \geq 32`), else the largest :math:`s < 4` dividing :math:`C`
+    with :math:`C / s \geq 8`, else :math:`s = 1`
+    (:func:`default_channel_stride`): at :math:`C' = 2` or :math:`4` the
+    L2-normalised reduced features, which carry all that the latent nodes
+    see, have almost no room.  An explicit ``channel_stride`` is used as given.
+
+    State dicts: the norms' parameters and buffers are part of it, so a module
+    saved with ``norm='batch'`` (``LatentGNN``'s default up to graphattn 0.2)
+    loads into one built with ``norm='batch'`` given explicitly, and one saved
+    with the 0.2 default stride at :math:`C < 32` into one built with
+    ``channel_stride=4``.  Loading into another configuration fails (strict
+    loading) with a message (a shape mismatch) or a warning (a norm without
+    the saved running statistics, or the reverse) that names the argument.
 
     Args:
         in_channels (int): channels :math:`C` of every node.
         latent_dims (list of int or int): latent nodes :math:`d_k` of each
             kernel (an int is used for all kernels).
         channel_stride (int, optional): channel reduction :math:`s`,
-            :math:`C' = C / s`. (default: :obj:`4`)
+            :math:`C' = C / s`; :obj:`None`: :func:`default_channel_stride`
+            (4 for :math:`C \geq 32`). (default: :obj:`None`)
         num_kernels (int, optional): kernels :math:`K`. (default: :obj:`1`)
         mode (str, optional): ``'asymmetric'`` (two projections and two
             :math:`\Psi`) or ``'symmetric'``. (default: :obj:`'asymmetric'`)
@@ -228,7 +255,8 @@ class LatentGNNBase(nn.Module):
             (else :math:`\mathbf{Y}`). (default: :obj:`True`)
         norm (str or callable, optional): ``'batch'``, ``'layer'``, ``'none'``,
             ``'frozen'``, or ``f(num_features)`` returning a module on
-            ``(N, C)``. (default: :obj:`'batch'`)
+            ``(N, C)``; :obj:`None`: the class's :attr:`default_norm`.
+            (default: :obj:`None`)
         sparse_top_m (int, optional): keep the top-:math:`m` latent nodes of
             each visible node (message-passing path). (default: :obj:`None`)
         path (str, optional): ``'auto'`` (fused when the bipartite graph is
@@ -237,21 +265,28 @@ class LatentGNNBase(nn.Module):
             (default: :obj:`'auto'`)
     """
 
+    #: The norm of ``norm=None``: the authors' batch norm (feature maps).
+    default_norm: ClassVar[str] = 'batch'
+
     def __init__(
         self,
         in_channels: int,
         latent_dims: Union[int, Sequence[int]],
-        channel_stride: int = 4,
+        channel_stride: Optional[int] = None,
         num_kernels: int = 1,
         mode: str = 'asymmetric',
         graph_conv: bool = False,
         residual: bool = True,
-        norm: NormSpec = 'batch',
+        norm: Optional[NormSpec] = None,
         sparse_top_m: Optional[int] = None,
         path: str = 'auto',
     ) -> None:
         super().__init__()
         check_positive_int('in_channels', in_channels)
+        if channel_stride is None:
+            channel_stride = default_channel_stride(in_channels)
+        if norm is None:
+            norm = self.default_norm
         check_positive_int('channel_stride', channel_stride)
         check_positive_int('num_kernels', num_kernels)
         if in_channels % channel_stride != 0:
@@ -310,11 +345,59 @@ class LatentGNNBase(nn.Module):
             self.norm, '__name__', type(self.norm).__name__)
         options = non_default_options(
             graph_conv=(self.graph_conv, False), residual=(self.residual, True),
-            norm=(norm, 'batch' if isinstance(self.norm, str) else None),
+            norm=(norm, self.default_norm if isinstance(self.norm, str) else None),
             sparse_top_m=(self.sparse_top_m, None))
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'latent_dims={self.latent_dims}, channel_stride={self.channel_stride}, '
                 f'num_kernels={self.num_kernels}, mode={self.mode!r}{options})')
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+        hint = self._configuration_hint(state_dict, prefix)
+        if hint is None:
+            return
+        if hint[0] == 'channel_stride':
+            error_msgs.append(hint[1])   # the shapes differ: loading fails in any case
+        else:
+            # torch does not tell this hook whether loading is strict: a warning keeps
+            # strict=False loading possible and explains strict loading's missing keys.
+            warnings.warn(hint[1], UserWarning, stacklevel=4)
+
+    def _configuration_hint(self, state_dict: Mapping[str, Tensor], prefix: str
+                            ) -> Optional[Tuple[str, str]]:
+        """``(argument, message)``: which constructor argument a state dict of
+        another configuration needs (the defaults of ``norm`` and
+        ``channel_stride`` changed in 0.2), or :obj:`None`."""
+        name = self.__class__.__name__
+        saved_up = state_dict.get(prefix + 'up.weight')
+        if isinstance(saved_up, Tensor) and saved_up.dim() == 2 \
+                and saved_up.shape != self.up.weight.shape \
+                and saved_up.size(0) == self.in_channels \
+                and saved_up.size(1) % self.num_kernels == 0 and saved_up.size(1) > 0:
+            saved_c = saved_up.size(1) // self.num_kernels
+            if self.in_channels % saved_c == 0:
+                stride = self.in_channels // saved_c
+                return 'channel_stride', (
+                    f"this {name} state dict was saved with channel_stride={stride} "
+                    f"(C' = {saved_c}); this module has channel_stride={self.channel_stride}: "
+                    f"build it with channel_stride={stride} (the default stride keeps C' >= "
+                    f"{MIN_HIDDEN_CHANNELS} since graphattn 0.2)")
+        saved_stats = (prefix + 'up_norm.running_mean') in state_dict
+        has_stats = hasattr(self.up_norm, 'running_mean')
+        if saved_stats and not has_stats:
+            return 'norm', (
+                f"this {name} state dict was saved with norm='batch' (or 'frozen'), which "
+                f"keeps running statistics; this module has norm={self.norm!r}: build it "
+                "with norm='batch' to load it (LatentGNN's default norm is 'layer' since "
+                "graphattn 0.2)")
+        if has_stats and not saved_stats and (prefix + 'up_norm.weight') in state_dict:
+            return 'norm', (
+                f"this {name} state dict was saved with a norm without running statistics "
+                f"('layer' or a callable); this module has norm={self.norm!r}: build it with "
+                "the norm it was saved with")
+        return None
 
     # ------------------------------------------------------ official weights
     def load_official_state_dict(self, state_dict: Mapping[str, Tensor],
@@ -383,6 +466,22 @@ class LatentGNNBase(nn.Module):
         """The one return convention: ``out``, or ``(out, assignments)`` with
         ``return_assignments=True`` (one :class:`LatentAssignment` per kernel)."""
         return (out, assignments) if return_assignments else out
+
+
+def default_channel_stride(in_channels: int) -> int:
+    r"""The channel stride :math:`s` of ``channel_stride=None``: the authors'
+    4 when it leaves :math:`C / s \geq` :data:`MIN_HIDDEN_CHANNELS` (8), else
+    the largest :math:`s \in \{3, 2\}` dividing :math:`C` that does, else 1
+    (all channels kept).
+
+    >>> [default_channel_stride(c) for c in (256, 32, 24, 16, 12, 8, 4)]
+    [4, 4, 3, 2, 1, 1, 1]
+    """
+    check_positive_int('in_channels', in_channels)
+    for stride in (4, 3, 2):
+        if in_channels % stride == 0 and in_channels // stride >= MIN_HIDDEN_CHANNELS:
+            return stride
+    return 1
 
 
 def _check_latent_dims(latent_dims: Union[int, Sequence[int]], num_kernels: int) -> List[int]:

@@ -5,6 +5,15 @@ LatentGNN normalises after every linear map.  On feature maps the authors use
 all graphs, or ``B * H * W`` pixels), :class:`torch.nn.BatchNorm1d` computes
 exactly the same statistics, so the two are interchangeable, state dict
 included.
+
+Which norm for which input: batch statistics are the statistics of a batch's
+nodes in training and running averages in ``eval()``.  For batches of images
+the two agree; for one or two graphs per step (point clouds, crops of one
+large cloud) the training statistics are those of one graph and the running
+averages are not, so the eval output drifts from what training optimised
+(``tests/test_latentgnn_defaults.py``).  Hence :class:`~graphattn.LatentGNN`
+(nodes) defaults to ``'layer'``, which normalises each node on its own, and
+:class:`~graphattn.LatentGNN2d` (feature maps) keeps the authors' ``'batch'``.
 """
 from __future__ import annotations
 

@@ -358,7 +358,7 @@ def _layer_cases():
     conv, lga = LGAConv(4, 4, 9), LGA(4, 4, num_layers=2)
     pconv = LGAConv(4, 4, 2, edge_encoder='mlp')
     lga2d = LGA2d(4, num_layers=1)
-    node = LatentGNN(8, [3], channel_stride=2)
+    node = LatentGNN(8, [3], channel_stride=2, norm='batch')  # the single-node case below
     grid = LatentGNN2d(8, [3], channel_stride=2)
     loss = LGALoss()
     nodes, labels = torch.randn(4, 3), torch.zeros(4, dtype=torch.long)

@@ -145,8 +145,9 @@ def test_gradcheck(path):
 
 
 def test_state_dict_round_trip():
-    src = _model(latent_dims=[5, 4], num_kernels=2, graph_conv=True)
-    dst = LatentGNN(C, [5, 4], num_kernels=2, graph_conv=True).double()
+    # norm='batch' (LatentGNN2d's default, LatentGNN's up to 0.2) carries running statistics
+    src = _model(latent_dims=[5, 4], num_kernels=2, graph_conv=True, norm='batch')
+    dst = LatentGNN(C, [5, 4], num_kernels=2, graph_conv=True, norm='batch').double()
     dst.load_state_dict(src.state_dict())
     src.eval(), dst.eval()
     x = torch.randn(6, C, dtype=torch.float64)
@@ -174,6 +175,7 @@ def test_parameter_count_formula():
         model = LatentGNN(**cfg)
         count = sum(p.numel() for p in model.parameters())
         args = {k: cfg[k] for k in ('channel_stride', 'mode', 'graph_conv', 'norm') if k in cfg}
+        args['channel_stride'] = model.channel_stride   # the default depends on in_channels
         assert count == latentgnn_num_parameters(cfg['in_channels'], cfg['latent_dims'], **args)
     # the COCO configuration of the paper (ResNet-50 stage 4): +0.20M
     paper = LatentGNN2d(1024, [100], channel_stride=16, graph_conv=True, norm='frozen')

@@ -129,7 +129,8 @@ def test_message_passing_path_equals_authors(mode):
 
 def test_node_level_module_loads_the_same_weights():
     sd = official_state_dict('asymmetric', [5], True, seed=3)
-    node = LatentGNN(C, [5], channel_stride=STRIDE, graph_conv=True).double()
+    # the authors' BatchNorm2d weights: norm='batch' (LatentGNN2d's default, not LatentGNN's)
+    node = LatentGNN(C, [5], channel_stride=STRIDE, graph_conv=True, norm='batch').double()
     node.load_official_state_dict(sd)
     x = torch.randn(3, C, 2, 4, dtype=torch.float64)
     expected = reference(x, {k: v.clone() for k, v in sd.items()}, 'asymmetric', 1, True)
