@@ -675,11 +675,10 @@ def _gradient_ratios(images, labels):
     from models import SegNet
     torch.manual_seed(0)
     model = SegNet('lga')
-    features = model.encoder(images)
+    f1, f2, features = model.encode(images)
     out, latent, maps = model.context(features, return_latent=True,
                                       return_attention_weights=True)
-    logits = F.interpolate(model.decoder(out), size=images.shape[-2:], mode='bilinear',
-                           align_corners=False)
+    logits = model.decode(f1, f2, out, images.shape[-2:])
     params = [p for p in model.context.parameters() if p.requires_grad]
 
     def norm(loss):
