@@ -201,28 +201,52 @@ def markdown(rows: List[Dict[str, object]]) -> str:
 
 
 def plot_depth(rows: List[Dict[str, object]], path: str) -> str:
+    """Score against LGA depth: collage mIoU (part b) and, when run, dehazing PSNR (part d),
+    each beside its base model's mean ± std band."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    depth = [r for r in rows if r['part'] == 'b']
-    base = next(r for r in rows if r['model'] == 'base (no block)')
-    fig, ax = plt.subplots(figsize=(4.2, 3.2))
-    xs = [r['num_layers'] for r in depth]
-    ax.errorbar(xs, [r['miou_mean'] for r in depth], yerr=[r['miou_std'] for r in depth],
-                marker='o', capsize=3, label='base + LGA')
-    ax.axhline(base['miou_mean'], color='grey', ls='--', label='base (no block)')
-    ax.axhspan(base['miou_mean'] - base['miou_std'], base['miou_mean'] + base['miou_std'],
-               color='grey', alpha=0.15)
-    ax.set_xscale('log', base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.set_xlabel('LGA layers (hops of context)')
-    ax.set_ylabel('test mIoU (%), mean ± std')
-    ax.set_title('Collages: mIoU against LGA depth', fontsize=10)
-    ax.legend(fontsize=8)
+    panels = [('b', 'base (no block)', 'Collages (segmentation)', 'test mIoU (%), mean ± std'),
+              ('d', 'dehaze: base (no block)', 'Dehazing (restoration)',
+               'test PSNR (dB), mean ± std')]
+    panels = [p for p in panels if any(r['part'] == p[0] for r in rows)
+              and any(r['model'] == p[1] for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
+    for ax, (part, base_name, title, ylabel) in zip(axes[0], panels):
+        depth = sorted((r for r in rows if r['part'] == part and r['num_layers']),
+                       key=lambda r: r['num_layers'])
+        base = next(r for r in rows if r['model'] == base_name)
+        xs = [r['num_layers'] for r in depth]
+        ax.errorbar(xs, [r['miou_mean'] for r in depth], yerr=[r['miou_std'] for r in depth],
+                    marker='o', capsize=3, label='base + LGA (mean ± std, 3 seeds)')
+        ax.axhline(base['miou_mean'], color='grey', ls='--', label='base, no block (± std)')
+        ax.axhspan(base['miou_mean'] - base['miou_std'], base['miou_mean'] + base['miou_std'],
+                   color='grey', alpha=0.15)
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel('LGA layers (hops of context)')
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def replot(files: List[str], out: str) -> None:
+    """Merge the rows of several runs' ablations.json (e.g. parts run in parallel
+    processes), print one table and draw the depth figure."""
+    rows: List[Dict[str, object]] = []
+    for name in files:
+        with open(name) as f:
+            for r in json.load(f)['rows']:
+                if not any(q['model'] == r['model'] for q in rows):
+                    rows.append(r)
+    print(markdown(rows))
+    with open(os.path.join(out, 'ablations_merged.json'), 'w') as f:
+        json.dump({'rows': rows, 'sources': files}, f, indent=1)
+    print('figure:', plot_depth(rows, os.path.join(out, 'lga_depth.png')))
 
 
 def main(argv=None) -> None:
@@ -245,7 +269,13 @@ def main(argv=None) -> None:
     parser.add_argument('--out', default='outputs/ablations')
     parser.add_argument('--plot', action='store_true', help='draw mIoU against depth')
     parser.add_argument('--tiny', action='store_true', help='a smoke run of a few seconds')
+    parser.add_argument('--replot', nargs='+', metavar='JSON',
+                        help='merge these runs\' ablations.json, print the table, draw the figure')
     args = parser.parse_args(argv)
+    if args.replot:
+        os.makedirs(args.out, exist_ok=True)
+        replot(args.replot, args.out)
+        return
     if args.tiny:
         args.seeds, args.steps, args.train, args.test = [0], 2, 20, 8
         args.weights = [0.1]
@@ -260,7 +290,7 @@ def main(argv=None) -> None:
     result = {'rows': rows, 'wall_s': wall, 'config': vars(args), 'environment': run_environment()}
     with open(os.path.join(args.out, 'ablations.json'), 'w') as f:
         json.dump(result, f, indent=1)
-    if args.plot and 'b' in args.parts and 'a' in args.parts:
+    if args.plot and 'b' in args.parts and 'a' in args.parts:  # the depth figure needs the base
         print('figure:', plot_depth(rows, os.path.join(args.out, 'lga_depth.png')))
     print(f'wall time {wall:.0f} s')
 
