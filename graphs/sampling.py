@@ -126,6 +126,13 @@ def covering_crops(pos: Tensor, *, num_points: Optional[int] = None,
         crops.append(index)
 
 
+def _check_index(index) -> None:
+    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point() \
+            or index.dtype == torch.bool:
+        raise ValueError("'index' must be a 1-D integer tensor of point indices (got "
+                         f"{getattr(index, 'shape', type(index).__name__)})")
+
+
 def resample(index: Tensor, size: int, *, generator: Optional[torch.Generator] = None) -> Tensor:
     """A crop's point indices resampled to exactly ``size`` entries.
 
@@ -142,10 +149,7 @@ def resample(index: Tensor, size: int, *, generator: Optional[torch.Generator] =
         LongTensor ``(size,)`` in random order.
     """
     check_positive_int('size', size)
-    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point() \
-            or index.dtype == torch.bool:
-        raise ValueError("'index' must be a 1-D integer tensor of point indices (got "
-                         f"{getattr(index, 'shape', type(index).__name__)})")
+    _check_index(index)
     n = index.numel()
     if n == 0:
         raise ValueError("'index' is empty: there is no point to resample")
@@ -168,10 +172,7 @@ def split_crop(index: Tensor, size: int, *,
         A list of LongTensors (empty for an empty crop).
     """
     check_positive_int('size', size)
-    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point() \
-            or index.dtype == torch.bool:
-        raise ValueError("'index' must be a 1-D integer tensor of point indices (got "
-                         f"{getattr(index, 'shape', type(index).__name__)})")
+    _check_index(index)
     n = index.numel()
     if n == 0:
         return []
