@@ -8,14 +8,15 @@ import statistics
 from typing import Dict, List, Optional
 
 import torch
+
+import graphs
 from torch import nn
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = -1) -> torch.Tensor:
-    keep = target != ignore_index
-    index = target[keep] * num_classes + pred[keep]
-    return torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
+    """``M[t, p]``, pixels (points) of class ``t`` predicted ``p``: :func:`graphs.confusion_matrix`."""
+    return graphs.confusion_matrix(pred, target, num_classes, ignore_index=ignore_index)
 
 
 def segmentation_scores(confusion: torch.Tensor) -> Dict[str, float]:

@@ -239,30 +239,9 @@ class LatentGNNBase(nn.Module):
     loading) with a message (a shape mismatch) or a warning (a norm without
     the saved running statistics, or the reverse) that names the argument.
 
-    Args:
-        in_channels (int): channels :math:`C` of every node.
-        latent_dims (list of int or int): latent nodes :math:`d_k` of each
-            kernel (an int is used for all kernels).
-        channel_stride (int, optional): channel reduction :math:`s`,
-            :math:`C' = C / s`; :obj:`None`: :func:`default_channel_stride`
-            (4 for :math:`C \geq 32`). (default: :obj:`None`)
-        num_kernels (int, optional): kernels :math:`K`. (default: :obj:`1`)
-        mode (str, optional): ``'asymmetric'`` (two projections and two
-            :math:`\Psi`) or ``'symmetric'``. (default: :obj:`'asymmetric'`)
-        graph_conv (bool, optional): add the graph convolution of step 5.
-            (default: :obj:`False`)
-        residual (bool, optional): return :math:`\mathbf{X} + \gamma\mathbf{Y}`
-            (else :math:`\mathbf{Y}`). (default: :obj:`True`)
-        norm (str or callable, optional): ``'batch'``, ``'layer'``, ``'none'``,
-            ``'frozen'``, or ``f(num_features)`` returning a module on
-            ``(N, C)``; :obj:`None`: the class's :attr:`default_norm`.
-            (default: :obj:`None`)
-        sparse_top_m (int, optional): keep the top-:math:`m` latent nodes of
-            each visible node (message-passing path). (default: :obj:`None`)
-        path (str, optional): ``'auto'`` (fused when the bipartite graph is
-            complete), ``'fused'`` (needs ``sparse_top_m=None``) or
-            ``'message_passing'``; ``forward`` can override it.
-            (default: :obj:`'auto'`)
+    The arguments are those of the two front-ends, documented once on
+    :class:`~graphattn.LatentGNN` (nodes) and :class:`~graphattn.LatentGNN2d`
+    (feature maps); ``norm=None`` means the class's :attr:`default_norm`.
     """
 
     #: The norm of ``norm=None``: the authors' batch norm (feature maps).
