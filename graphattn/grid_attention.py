@@ -59,23 +59,40 @@ def _shifted(padded: Tensor, p: int, dx: int, dy: int, height: int, width: int) 
     return padded[:, p + dy:p + dy + height, p + dx:p + dx + width]
 
 
+def _overlap(d: int, size: int) -> Tuple[slice, slice]:
+    """Along one axis of length ``size``: the centres whose neighbour at offset
+    ``d`` is inside, and those neighbours (empty slices when ``|d| >= size``)."""
+    lo, hi = max(0, -d), min(size, size - d)
+    hi = max(hi, lo)
+    return slice(lo, hi), slice(lo + d, hi + d)
+
+
+def _tap(dx: int, dy: int, height: int, width: int):
+    """Index tuples ``(centres, neighbours)`` of one stencil tap on ``(B, H, W, ...)``
+    maps: only the in-image part, so that no padded copy is ever made."""
+    (ys, ny), (xs, nx) = _overlap(dy, height), _overlap(dx, width)
+    return (slice(None), ys, xs), (slice(None), ny, nx)
+
+
 class ShiftedWeightedSum(torch.autograd.Function):
     """``out[b, y, x, g] = sum_t weight[b, y, x, g, t] * value[b, y + dy_t, x + dx_t, g]``.
 
     ``weight`` is ``(B, H, W, G, S)`` (``G`` heads), ``value`` and the output
     ``(B, H, W, G, D)``. Neighbours outside the map read zeros. Saves
-    ``weight`` and ``value`` only. The backward is made of differentiable torch
-    ops (no ``once_differentiable``), so double backward works through it.
+    ``weight`` and ``value`` only. Each tap works on the in-image sub-rectangle
+    of the maps (views, no padded copy), so a forward allocates only its output
+    and a backward only its two gradients. The backward is made of
+    differentiable torch ops (no ``once_differentiable``), so double backward
+    works through it.
     """
 
     @staticmethod
     def forward(ctx, weight: Tensor, value: Tensor, offsets: Offsets) -> Tensor:
-        p = _padding(offsets)
         height, width = value.shape[1:3]
-        vpad = _pad_hw(value, p)
         out = torch.zeros_like(value, memory_format=torch.contiguous_format)
         for t, (dx, dy) in enumerate(offsets):
-            out.addcmul_(weight[..., t:t + 1], _shifted(vpad, p, dx, dy, height, width))
+            centre, neighbour = _tap(dx, dy, height, width)
+            out[centre].addcmul_(weight[centre][..., t:t + 1], value[neighbour])
         ctx.save_for_backward(weight, value)
         ctx.offsets = offsets
         return out
@@ -84,22 +101,20 @@ class ShiftedWeightedSum(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         weight, value = ctx.saved_tensors
         offsets = ctx.offsets
-        p = _padding(offsets)
         height, width = value.shape[1:3]
         grad_out = grad_out.contiguous()
         grad_weight = grad_value = None
         if ctx.needs_input_grad[0]:
-            vpad = _pad_hw(value, p)
-            grad_weight = weight.new_empty(weight.shape)
+            grad_weight = weight.new_zeros(weight.shape)  # out-of-image taps stay zero
             for t, (dx, dy) in enumerate(offsets):
-                grad_weight[..., t] = torch.linalg.vecdot(
-                    grad_out, _shifted(vpad, p, dx, dy, height, width))
+                centre, neighbour = _tap(dx, dy, height, width)
+                grad_weight[centre + (Ellipsis, t)] = torch.linalg.vecdot(
+                    grad_out[centre], value[neighbour])
         if ctx.needs_input_grad[1]:
-            gpad = grad_out.new_zeros((grad_out.size(0), height + 2 * p, width + 2 * p,
-                                       *grad_out.shape[3:]))
-            for t, (dx, dy) in enumerate(offsets):
-                _shifted(gpad, p, dx, dy, height, width).addcmul_(weight[..., t:t + 1], grad_out)
-            grad_value = gpad[:, p:p + height, p:p + width]
+            grad_value = torch.zeros_like(grad_out)
+            for t, (dx, dy) in enumerate(offsets):  # the backward of a shift: the opposite one
+                centre, neighbour = _tap(dx, dy, height, width)
+                grad_value[neighbour].addcmul_(weight[centre][..., t:t + 1], grad_out[centre])
         return grad_weight, grad_value, None
 
 
