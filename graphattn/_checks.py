@@ -18,7 +18,7 @@ from torch import Tensor
 
 from graphs.validation import check_positive_int
 
-__all__ = ['PATHS', 'check_path', 'check_choice', 'check_dtype', 'check_features',
+__all__ = ['PATHS', 'LGA_PATHS', 'check_path', 'check_choice', 'check_dtype', 'check_features',
            'check_batch_size', 'check_flag']
 
 #: The computation paths of every module, in one vocabulary:
@@ -28,20 +28,24 @@ __all__ = ['PATHS', 'check_path', 'check_choice', 'check_dtype', 'check_features
 #: ``'auto'`` picks ``'fused'`` wherever the input has such a form.
 PATHS = ('auto', 'fused', 'message_passing')
 
+#: LGA's paths: :data:`PATHS` and ``'compiled'``, the grid kernel compiled by
+#: ``torch.compile`` (:mod:`graphattn.compiled_grid_attention`).
+LGA_PATHS = PATHS + ('compiled',)
+
 # Names accepted for a while after a rename, with what they now mean.
 _DEPRECATED_PATHS = {'fast': 'fused'}
 
 
-def check_path(path: Any) -> str:
-    """``path`` must be one of :data:`PATHS` (``'fast'``, the old name of
+def check_path(path: Any, paths: Sequence[str] = PATHS) -> str:
+    """``path`` must be one of ``paths`` (``'fast'``, the old name of
     ``'fused'``, is accepted with a :class:`DeprecationWarning`)."""
     if isinstance(path, str) and path in _DEPRECATED_PATHS:
         new = _DEPRECATED_PATHS[path]
         warnings.warn(f"path={path!r} is deprecated; use path={new!r} (same computation)",
                       DeprecationWarning, stacklevel=3)
         return new
-    if path not in PATHS:
-        raise ValueError(f"'path' must be one of {PATHS} (got {path!r})")
+    if path not in paths:
+        raise ValueError(f"'path' must be one of {tuple(paths)} (got {path!r})")
     return path
 
 

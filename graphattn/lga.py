@@ -12,7 +12,7 @@ from torch_geometric.nn.dense.linear import Linear
 
 from graphs.validation import check_positive_int
 
-from ._checks import check_features, check_flag, check_path
+from ._checks import LGA_PATHS, check_features, check_flag, check_path
 from ._repr import non_default_options
 from .lga_conv import LGAConv
 from .lga_graph import GridSpec, LGAGraph
@@ -66,7 +66,7 @@ class LGABase(Module):
         self.normalize = normalize
         self.groups = groups
         self.fuse = fuse
-        self.path = check_path(path)
+        self.path = check_path(path, LGA_PATHS)
         self.out_channels = in_channels if fuse else in_channels + latent_channels
 
         self.proj = Linear(in_channels, latent_channels, bias=bias)
@@ -187,8 +187,8 @@ class LGA(LGABase):
             (default: :obj:`False`)
         bias (bool, optional): Learn biases. (default: :obj:`True`)
         chunk_size (int, optional): Nodes per chunk of the table kernel.
-        path (str, optional): ``'auto'``, ``'fused'`` or
-            ``'message_passing'`` (see :class:`~graphattn.LGAConv`);
+        path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids)
+            or ``'message_passing'`` (see :class:`~graphattn.LGAConv`);
             ``forward`` can override it. (default: :obj:`'auto'`)
 
     Shapes:

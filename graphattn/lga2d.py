@@ -7,7 +7,7 @@ from torch import Tensor
 
 from graphs.grid import grid_edges, grid_stencil
 
-from ._checks import check_path
+from ._checks import LGA_PATHS, check_path
 from .lga import LGABase, with_extras
 
 __all__ = ['LGA2d']
@@ -57,15 +57,21 @@ class LGA2d(LGABase):
     paths compute the same function (to 1e-5, values and gradients):
 
     * ``'fused'`` (what ``'auto'`` picks): no edge list, a weighted sum of the
-      nine shifted slices of the once-padded value map
-      (:mod:`graphattn.grid_attention`), whose backward recomputes the shifted
-      products instead of storing them; out-of-image neighbours are left out
-      of the softmax. (``'fast'``, its name before 0.2, still works, with a
-      deprecation warning.)
+      nine shifted views of the value map, each tap on its in-image
+      sub-rectangle (:mod:`graphattn.grid_attention`), whose backward
+      recomputes the shifted products instead of storing them; out-of-image
+      neighbours are left out of the softmax. (``'fast'``, its name before
+      0.2, still works, with a deprecation warning.)
+    * ``'compiled'``: the same maths compiled by ``torch.compile`` into one
+      fused loop per pass, forward and backward (C++/OpenMP on CPU, Triton on
+      CUDA; :mod:`graphattn.compiled_grid_attention`). Several times faster
+      than ``'fused'`` once compiled; the first call for each input shape
+      compiles (seconds), and double backward is not supported. Opt-in, so
+      that no layer compiles behind its user's back.
     * ``'message_passing'``: the layers' message passing on the edges of
       :func:`graphs.grid_edges` (the edges of :func:`graphs.grid_graph`).
 
-    Both paths use the same parameters, so a ``state_dict`` serves either.
+    All paths use the same parameters, so a ``state_dict`` serves any.
 
     Args:
         in_channels (int): Channels :math:`C` of the input map.
@@ -90,8 +96,9 @@ class LGA2d(LGABase):
         fuse (bool, optional): 1x1 map back to ``in_channels``.
             (default: :obj:`False`)
         bias (bool, optional): Learn biases. (default: :obj:`True`)
-        path (str, optional): ``'auto'``, ``'fused'`` or ``'message_passing'``;
-            can be overridden per call. (default: :obj:`'auto'`)
+        path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` or
+            ``'message_passing'``; can be overridden per call.
+            (default: :obj:`'auto'`)
 
     Shapes:
         - **input:** :math:`(B, C, H, W)`
@@ -107,7 +114,7 @@ class LGA2d(LGABase):
                  normalize: str = 'softmax', groups: int = 1,
                  act: Union[str, Callable, None] = 'relu', act_kwargs: Optional[dict] = None,
                  fuse: bool = False, bias: bool = True, path: str = 'auto') -> None:
-        path = check_path(path)
+        path = check_path(path, LGA_PATHS)
         stencil = grid_stencil(connectivity, dilation, True)  # validates both; on the CPU
         super().__init__(in_channels, latent_channels, num_layers, stencil.size(0),
                          heads=heads, concat=concat, score=score, edge_encoder='identity',

@@ -15,9 +15,10 @@ from graphs.grid import grid_edges
 from graphs.point_graphs import neighbors_to_edge_index
 from graphs.validation import check_positive_int
 
-from ._checks import check_choice, check_features, check_flag, check_path
+from ._checks import LGA_PATHS, check_choice, check_features, check_flag, check_path
 from ._repr import non_default_options
 from .adjacency import with_edge_values
+from .compiled_grid_attention import compiled_grid_attention
 from .grid_attention import grid_attention, grid_scores
 from .grouped_linear import GroupedLinear
 from .lga_graph import GridSpec, LGAGraph, prepare_graph
@@ -133,9 +134,12 @@ class LGAConv(MessagePassing):
       :func:`graphs.nearest_neighbors`): the memory-lean table kernel of
       :mod:`graphattn.neighbor_attention` (``'fused'``);
     * ``grid=(H, W)`` with ``x`` of shape ``(B, H*W, C)``: the shifted-sum
-      kernel of :mod:`graphattn.grid_attention` (``'fused'``).
+      kernel of :mod:`graphattn.grid_attention` (``'fused'``), or the same
+      maths compiled by ``torch.compile`` into one fused loop per pass
+      (``'compiled'``, :mod:`graphattn.compiled_grid_attention`: several
+      times faster once compiled; the first call per input shape compiles).
 
-    ``path='auto'`` picks the fused kernel for a table or a grid;
+    ``path='auto'`` picks the (eager) fused kernel for a table or a grid;
     ``'message_passing'`` runs a table or a grid through their edge list.
 
     Args:
@@ -177,8 +181,8 @@ class LGAConv(MessagePassing):
         chunk_size (int, optional): Centre nodes per chunk of the table
             kernel; :obj:`None` sizes chunks so that a chunk's gathered
             ``(n, K, C)`` block stays near 64 MB. (default: :obj:`None`)
-        path (str, optional): ``'auto'``, ``'fused'`` or
-            ``'message_passing'``; ``forward`` can override it.
+        path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids
+            only) or ``'message_passing'``; ``forward`` can override it.
             (default: :obj:`'auto'`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -243,7 +247,7 @@ class LGAConv(MessagePassing):
         self.act = _resolve_act(act, act_kwargs)
         self.chunk_size = None if chunk_size is None else check_positive_int(
             'chunk_size', chunk_size)
-        self.path = check_path(path)
+        self.path = check_path(path, LGA_PATHS)
 
         width = heads * att_channels
         # W_a: the centre's score term; W_n: the neighbour's (per head, A wide).
@@ -338,8 +342,9 @@ class LGAConv(MessagePassing):
         graph = edge_index if isinstance(edge_index, LGAGraph) else self.prepare(
             x, edge_index, edge_attr, size, pos=pos, neighbors=neighbors, grid=grid, path=path)
         squeeze = x_dst.dim() == 2
+        fused_relu = graph.compiled and self._relu_fusable()
         if graph.form == 'grid':
-            out, alpha = self._grid(x_src.unsqueeze(0) if squeeze else x_src, graph)
+            out, alpha = self._grid(x_src.unsqueeze(0) if squeeze else x_src, graph, fused_relu)
         elif graph.form == 'table':
             out, alpha = self._table(x_src.unsqueeze(0) if squeeze else x_src,
                                      x_dst.unsqueeze(0) if squeeze else x_dst, graph)
@@ -349,7 +354,7 @@ class LGAConv(MessagePassing):
         if squeeze:
             out, alpha = out.squeeze(0), alpha.squeeze(0)
         out = out.flatten(-2) if self.concat else out.mean(dim=-2)
-        if self.act is not None:
+        if self.act is not None and not fused_relu:
             out = self.act(out)
         if return_attention_weights:
             return out, self._attention(graph, alpha)
@@ -371,14 +376,23 @@ class LGAConv(MessagePassing):
         r""":math:`\phi(\mathbf{e})`, shape ``(..., att_channels)``."""
         return edge_attr if self.edge_encoder is None else self.edge_encoder(edge_attr)
 
-    def _grid(self, x: Tensor, graph: LGAGraph) -> Tuple[Tensor, Tensor]:
+    def _relu_fusable(self) -> bool:
+        """Whether the activation is a ReLU applied straight to the sum, so
+        that the compiled grid kernel can apply it in its own loop."""
+        return isinstance(self.act, torch.nn.ReLU) and (self.concat or self.heads == 1)
+
+    def _grid(self, x: Tensor, graph: LGAGraph, relu: bool = False) -> Tuple[Tensor, Tensor]:
         b, height, width = x.size(0), graph.height, graph.width
         q, k, v = self._terms(x, x)
         as_map = lambda t: None if t is None else t.view(b, height, width, *t.shape[-2:])  # noqa
         eye = torch.eye(len(graph.offsets), dtype=v.dtype, device=v.device)
         scores = grid_scores(self.score, as_map(q), as_map(k), self._phi(eye), graph.offsets,
                              self.att, self.negative_slope)
-        out, alpha = grid_attention(scores, as_map(v), graph.offsets, self.normalize)
+        if graph.compiled:
+            out, alpha = compiled_grid_attention(scores, as_map(v), graph.offsets,
+                                                 self.normalize, relu)
+        else:
+            out, alpha = grid_attention(scores, as_map(v), graph.offsets, self.normalize)
         return out.view(b, height * width, *out.shape[-2:]), alpha
 
     def _table(self, x_src: Tensor, x_dst: Tensor, graph: LGAGraph) -> Tuple[Tensor, Tensor]:

@@ -22,7 +22,7 @@ from graphs.grid import grid_edges, grid_stencil
 from graphs.point_cloud import relative_positions
 from graphs.point_graphs import neighbors_to_edge_index
 
-from ._checks import check_path
+from ._checks import LGA_PATHS, check_path
 from .adjacency import adjacency_to_edge_index, is_sparse_adjacency
 
 __all__ = ['LGAGraph', 'prepare_graph', 'GridSpec', 'DEFAULT_OFFSETS']
@@ -57,6 +57,8 @@ class LGAGraph(NamedTuple):
             attention weights are returned in its layout).
         relative (bool): Whether the edge attributes are relative positions
             computed from ``pos``.
+        compiled (bool): Whether a grid runs through the compiled kernel
+            (``path='compiled'``).
     """
     form: str
     edge_index: Optional[Tensor] = None
@@ -70,6 +72,7 @@ class LGAGraph(NamedTuple):
     size: Optional[Tuple[int, int]] = None
     adjacency: Any = None
     relative: bool = False
+    compiled: bool = False
 
 
 def _pair(value: Union[Tensor, PairTensor, None]) -> Tuple[Optional[Tensor], Optional[Tensor]]:
@@ -176,9 +179,9 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     ``neighbors`` and ``grid`` must be given. ``'auto'`` runs the fused kernel
     for a table or a grid and message passing for an edge list;
     ``'message_passing'`` turns a table or a grid into its edge list;
-    ``'fused'`` needs a table or a grid.
+    ``'fused'`` needs a table or a grid, ``'compiled'`` a grid.
     """
-    path = check_path(path)
+    path = check_path(path, LGA_PATHS)
     given = [name for name, value in (('edge_index', edge_index), ('neighbors', neighbors),
                                       ('grid', grid)) if value is not None]
     if len(given) != 1:
@@ -198,7 +201,11 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
             ei, direction = grid_edges(height, width, offsets, x_dst.device)
             eye = torch.eye(len(offsets), dtype=x_dst.dtype, device=x_dst.device)
             return LGAGraph('edges', ei, eye.index_select(0, direction), size=size)
-        return LGAGraph('grid', height=height, width=width, offsets=offsets)
+        return LGAGraph('grid', height=height, width=width, offsets=offsets,
+                        compiled=path == 'compiled')
+    if path == 'compiled':
+        raise ValueError("path='compiled' is the compiled grid kernel: pass the graph as "
+                         "'grid' (H, W); use 'fused' for a neighbour table")
     if neighbors is not None:
         table = _table(neighbors, num_src, num_dst)
         if edge_attr is not None:

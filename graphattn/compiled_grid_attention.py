@@ -1,0 +1,161 @@
+r"""The grid kernel of LGA compiled: normalisation and shifted sum in one loop per pass.
+
+:func:`~graphattn.grid_attention.grid_attention` runs one eager torch op per
+stencil tap, so every layer streams the value map through memory once per
+tap, forward and backward. Here the same maths is written as two plain torch
+functions, one for the forward and one for the backward, that
+``torch.compile`` (inductor) turns into fused loops: C++/OpenMP on CPU, Triton
+kernels on CUDA. Each pass reads every neighbourhood once:
+
+* forward, per pixel: the masked normalisation of the ``S`` scores and
+  :math:`\mathbf{o}^h = \sum_t \alpha^h_t \mathbf{v}^h_{p+\delta_t}`;
+* backward, per pixel: :math:`g^h_t = \langle \partial \mathbf{o}^h,
+  \mathbf{v}^h_{p+\delta_t} \rangle` and the normalisation's backward
+  (softmax: :math:`\alpha_t (g_t - \sum_u \alpha_u g_u)`; sigmoid:
+  :math:`g_t \alpha_t (1 - \alpha_t)`), then the value gradient
+  :math:`\sum_t \alpha^h_{p-\delta_t, t}\, \partial\mathbf{o}^h_{p-\delta_t}`,
+  the transposed stencil as a gather (no scatter).
+
+The layer's default activation, a ReLU, runs in the same loops when it
+applies right after the sum (heads concatenated or a single head).
+Out-of-image neighbours are masked inside the loops (``F.pad`` of an input is
+fused into its loads, never materialised). Only the scores' normalised
+weights ``alpha`` (``S`` numbers per pixel and head) and the value map are
+saved for the backward. The scores come in already computed, so every
+reading of :class:`~graphattn.LGAConv` (``'center'``, ``'neighbor'``,
+``'pair'``) and any number of heads run through the same kernel.
+
+The first call for a new input shape compiles (seconds on CPU; inductor needs
+a C++ compiler there, Triton on CUDA); later calls reuse the kernel. Double
+backward (``create_graph=True``) raises an error; the eager kernel supports it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .lga_scores import normalize_dense
+
+__all__ = ['CompiledGridAttention', 'compiled_grid_attention']
+
+Offsets = Tuple[Tuple[int, int], ...]
+
+
+def _padding(offsets: Offsets) -> int:
+    return max(max(abs(dx), abs(dy)) for dx, dy in offsets)
+
+
+def _pad(t: Tensor, p: int) -> Tensor:
+    """Zero-pad dims 1 and 2 of ``(B, H, W, G, X)``; inside a compiled function
+    inductor folds this into masked loads."""
+    return F.pad(t, (0, 0, 0, 0, p, p, p, p))
+
+
+def _valid(height: int, width: int, offsets: Offsets, device: torch.device) -> Tensor:
+    """``(H, W, 1, S)`` bool: whether the neighbour at each offset is inside."""
+    dx = torch.tensor([o[0] for o in offsets], device=device)
+    dy = torch.tensor([o[1] for o in offsets], device=device)
+    ny = torch.arange(height, device=device).view(-1, 1, 1) + dy
+    nx = torch.arange(width, device=device).view(1, -1, 1) + dx
+    inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+    return inside.unsqueeze(-2)
+
+
+def _forward(scores: Tensor, value: Tensor, offsets: Offsets, normalize: str,
+             relu: bool) -> Tuple[Tensor, Tensor]:
+    height, width = value.shape[1:3]
+    p = _padding(offsets)
+    alpha = normalize_dense(scores, _valid(height, width, offsets, value.device), normalize)
+    vpad = _pad(value, p)
+    out = value.new_zeros(())
+    for t, (dx, dy) in enumerate(offsets):
+        out = out + alpha[..., t:t + 1] * vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]
+    return (torch.relu(out) if relu else out), alpha
+
+
+def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, value: Tensor,
+              out: Optional[Tensor], offsets: Offsets, normalize: str) -> Tuple[Tensor, Tensor]:
+    height, width = value.shape[1:3]
+    p = _padding(offsets)
+    if out is not None:  # the fused ReLU's backward
+        grad_out = torch.where(out > 0, grad_out, 0.0)
+    vpad = _pad(value, p)
+    g = torch.stack([(grad_out * vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]).sum(-1)
+                     for dx, dy in offsets], dim=-1)                 # d loss / d alpha
+    if grad_alpha is not None:
+        g = g + grad_alpha
+    if normalize == 'softmax':
+        grad_scores = alpha * (g - (alpha * g).sum(-1, keepdim=True))
+    else:  # masked entries have alpha = 0, so their gradient is zero too
+        grad_scores = g * alpha * (1 - alpha)
+    gpad, apad = _pad(grad_out, p), _pad(alpha, p)
+    grad_value = value.new_zeros(())
+    for t, (dx, dy) in enumerate(offsets):  # pixel q is the neighbour at t of q - delta_t
+        rows, cols = slice(p - dy, p - dy + height), slice(p - dx, p - dx + width)
+        grad_value = grad_value + apad[:, rows, cols, :, t:t + 1] * gpad[:, rows, cols]
+    return grad_scores, grad_value
+
+
+_COMPILED: Dict[str, Callable] = {}
+
+
+def _compiled(name: str) -> Callable:
+    """The compiled function, made on first use (never at import time)."""
+    if name not in _COMPILED:
+        fn = _forward if name == 'forward' else _backward
+        _COMPILED[name] = torch.compile(fn, fullgraph=True, dynamic=None)
+    return _COMPILED[name]
+
+
+class CompiledGridAttention(torch.autograd.Function):
+    """``(out, alpha)`` from scores ``(B, H, W, G, S)`` and values
+    ``(B, H, W, G, D)``: the function of
+    :func:`~graphattn.grid_attention.grid_attention`, with compiled forward
+    and backward loops. Saves ``alpha`` and ``value``."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, value: Tensor, offsets: Offsets, normalize: str,
+                relu: bool) -> Tuple[Tensor, Tensor]:
+        out, alpha = _compiled('forward')(scores, value, offsets, normalize, relu)
+        ctx.save_for_backward(alpha, value, out if relu else None)
+        ctx.offsets, ctx.normalize = offsets, normalize
+        return out, alpha
+
+    @staticmethod
+    def backward(ctx, grad_out: Optional[Tensor], grad_alpha: Optional[Tensor]):
+        if torch.is_grad_enabled():  # create_graph=True: the compiled backward is not traced
+            raise RuntimeError("path='compiled' does not support double backward "
+                               "(create_graph=True); use path='fused', whose backward is "
+                               "differentiable")
+        alpha, value, out = ctx.saved_tensors
+        grad_out = torch.zeros_like(value) if grad_out is None else grad_out.contiguous()
+        grad_alpha = None if grad_alpha is None else grad_alpha.contiguous()
+        grad_scores, grad_value = _compiled('backward')(grad_out, grad_alpha, alpha, value, out,
+                                                        ctx.offsets, ctx.normalize)
+        return grad_scores, grad_value, None, None, None
+
+
+def compiled_grid_attention(scores: Tensor, value: Tensor, offsets: Sequence[Sequence[int]],
+                            normalize: str = 'softmax', relu: bool = False
+                            ) -> Tuple[Tensor, Tensor]:
+    """One LGA aggregation on a grid through the compiled kernel.
+
+    Args:
+        scores (Tensor): ``(B, H, W, G, S)``, from
+            :func:`~graphattn.grid_attention.grid_scores`.
+        value (Tensor): ``(B, H, W, G, D)``.
+        offsets: ``S`` pairs ``(dx, dy)``.
+        normalize (str): ``'softmax'`` or ``'sigmoid'``.
+        relu (bool): Apply a ReLU to ``out`` in the same loop (the layer's
+            default activation; saves one pass over the map each way).
+
+    Returns:
+        ``(out, alpha)`` as :func:`~graphattn.grid_attention.grid_attention`
+        (``out`` after the ReLU when ``relu=True``).
+    """
+    offsets = tuple((int(dx), int(dy)) for dx, dy in offsets)
+    return CompiledGridAttention.apply(scores.contiguous(), value.contiguous(), offsets,
+                                       normalize, relu)
