@@ -38,7 +38,7 @@ encoder's ``(E, A) @ (A, A)`` products. See docs/performance.md, "Neighbour-tabl
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -101,6 +101,11 @@ def _sparse_products(value: Tensor, index: Tensor) -> bool:
             and index.numel() > 0 and not torch.compiler.is_compiling())
 
 
+def _stack(parts: List[Tensor]) -> Tensor:
+    """``torch.stack`` without its copy for the common single batch."""
+    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+
+
 def _csr(index: Tensor, values: Tensor, num_cols: int) -> Tensor:
     """The ``(n, num_cols)`` CSR matrix with row ``i`` holding ``values[i, k]`` at
     column ``index[i, k]``; repeated columns in a row add up in every product."""
@@ -152,8 +157,7 @@ class NeighborWeightedSum(torch.autograd.Function):
         padded = _with_zero_row(value)
         ctx.sparse = _sparse_products(value, index)
         if ctx.sparse:
-            out = torch.stack([_csr(index, a, padded.size(1)) @ p
-                               for a, p in zip(alpha, padded)])
+            out = _stack([_csr(index, a, padded.size(1)) @ p for a, p in zip(alpha, padded)])
         else:
             out = value.new_zeros(alpha.size(0), alpha.size(1), value.size(2))
             for start, stop in _spans(alpha.size(1), chunk_size):
@@ -202,12 +206,12 @@ def _sparse_backward(alpha: Tensor, value: Tensor, index: Tensor, grad_out: Tens
     if need_alpha:
         # (grad_out @ value^T) at the table's entries; the pattern's values are ignored.
         pattern = _csr(index, alpha.new_zeros(index.shape), rows)
-        grad_alpha = torch.stack([
+        grad_alpha = _stack([
             torch.sparse.sampled_addmm(pattern, g, p.t(), beta=0.0).values().view(index.shape)
             for g, p in zip(grad_out, _with_zero_row(value))])
     if need_value:
         crow, col, perm = _transposed_csr(index, rows)
-        grad_value = torch.stack([
+        grad_value = _stack([
             _csr_tensor(crow, col, a.reshape(-1)[perm], (rows, index.size(0))) @ g
             for a, g in zip(alpha, grad_out)])[:, :-1]
     return grad_alpha, grad_value
@@ -320,12 +324,13 @@ def split_last_linear(encoder: Optional[Callable[[Tensor], Tensor]]
     """``encoder`` as ``(hidden, W, b)`` with ``phi(e) = hidden(e) W^T + b`` when it
     is a :class:`torch.nn.Sequential` ending in an (initialised) linear map, as the
     ``'mlp'`` encoder (Linear, ReLU, Linear) does; otherwise ``(encoder, None, None)``."""
-    if isinstance(encoder, torch.nn.Sequential) and len(encoder) > 0:
+    # Exact types only: a subclass may override forward (then phi is not the chain).
+    if type(encoder) is torch.nn.Sequential and len(encoder) > 0:
         last = encoder[-1]
         weight = getattr(last, 'weight', None)
-        if (isinstance(last, (torch.nn.Linear, PygLinear)) and isinstance(weight, Tensor)
+        if (type(last) in (torch.nn.Linear, PygLinear) and isinstance(weight, Tensor)
                 and not is_uninitialized_parameter(weight)):
-            return encoder[:-1], weight, last.bias
+            return torch.nn.Sequential(*list(encoder)[:-1]), weight, last.bias
     return encoder, None, None
 
 

@@ -298,9 +298,14 @@ def test_split_last_linear_reads_only_a_sequential_ending_in_a_linear_map():
     lone = torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False))
     hidden, weight, bias = split_last_linear(lone)
     assert bias is None and torch.equal(hidden(e), e)
+    class Scaled(torch.nn.Sequential):   # a subclass may change forward: never folded
+        def forward(self, e):
+            return 2 * super().forward(e)
+
     for opaque in (None, torch.nn.Linear(3, 4), torch.nn.Sequential(torch.nn.Linear(3, 4),
                                                                     torch.nn.Tanh()),
-                   torch.nn.Sequential(PygLinear(-1, 4))):            # lazy: not initialised
+                   torch.nn.Sequential(PygLinear(-1, 4)),             # lazy: not initialised
+                   Scaled(torch.nn.Linear(3, 4))):
         assert split_last_linear(opaque) == (opaque, None, None)
 
 
@@ -379,3 +384,34 @@ def test_gradient_reaches_pos_through_the_table_path():
         grads.append(torch.autograd.grad(conv(x, pos=p, **graph).sum(), p)[0])
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('m', [1, 3])
+def test_row_product_is_bmm_values_and_gradients_to_second_order(m):
+    from graphattn.neighbor_attention import RowProduct
+    g = torch.Generator().manual_seed(0)
+    phi = torch.randn(5, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(5, 6, m, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(RowProduct.apply(phi, q), torch.bmm(phi, q), rtol=0, atol=0)
+    assert torch.autograd.gradcheck(RowProduct.apply, (phi, q))
+    assert torch.autograd.gradgradcheck(RowProduct.apply, (phi, q))
+
+
+def test_chunking_changes_nothing_but_the_order_of_sums():
+    # One chunk, uneven chunks and one centre per chunk: same output and gradients
+    # (split chunks route every centre's gradient back to its own rows).
+    pos, x = _cloud(n=37)
+    table, _ = graphs.nearest_neighbors(pos, 5, loop=True)
+    table[6, 3:] = -1
+    results = []
+    for chunk in (None, 8, 1):
+        torch.manual_seed(0)
+        conv = LGAConv(8, 4, 3, edge_encoder='mlp', chunk_size=chunk).double()
+        xg = x.clone().requires_grad_()
+        out = conv(xg, None, pos=pos, neighbors=table)
+        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+        results.append([out, *torch.autograd.grad((out * w).sum(),
+                                                  [xg] + list(conv.parameters()))])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
