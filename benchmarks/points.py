@@ -26,7 +26,7 @@ import json
 import os
 import resource
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -41,7 +41,7 @@ CHANNELS = 32
 IMPLS = ['lga_table', 'lga_mp', 'point_transformer', 'latentgnn']
 
 
-def build(impl: str, n: int):
+def build(impl: str, n: int, chunk_size: Optional[int] = None):
     """The module and a step closure running forward+backward once."""
     import graphs
     from graphattn import LGA, LatentGNN
@@ -57,7 +57,8 @@ def build(impl: str, n: int):
         module = PointTransformerConv(CHANNELS, CHANNELS)
         edge_index = graphs.neighbors_to_edge_index(table)
         return module, lambda: module(x, pos, edge_index)
-    module = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3, edge_encoder='mlp')
+    module = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3, edge_encoder='mlp',
+                 chunk_size=chunk_size)
     if impl == 'lga_table':
         return module, lambda: module(x, None, pos=pos, neighbors=table)
     edge_index = graphs.neighbors_to_edge_index(table)
@@ -65,8 +66,9 @@ def build(impl: str, n: int):
     return module, lambda: module(x, edge_index, pos=pos)
 
 
-def run_case(impl: str, n: int, repeats: int) -> Dict[str, float]:
-    module, forward = build(impl, n)
+def run_case(impl: str, n: int, repeats: int,
+             chunk_size: Optional[int] = None) -> Dict[str, float]:
+    module, forward = build(impl, n, chunk_size)
     params = list(module.parameters())
 
     def step():
@@ -80,8 +82,11 @@ def run_case(impl: str, n: int, repeats: int) -> Dict[str, float]:
     return {'seconds': seconds, 'peak_bytes': max(peak - before, 0)}
 
 
-def in_subprocess(impl: str, n: int, repeats: int, timeout: int) -> Dict[str, object]:
-    return run_case_in_subprocess(__file__, [impl, str(n), '--repeats', str(repeats)], timeout)
+def in_subprocess(impl: str, n: int, repeats: int, timeout: int,
+                  chunk_size: Optional[int] = None) -> Dict[str, object]:
+    extra = [] if chunk_size is None else ['--chunk-size', str(chunk_size)]
+    return run_case_in_subprocess(__file__, [impl, str(n), '--repeats', str(repeats), *extra],
+                                  timeout)
 
 
 def main(argv=None) -> List[Dict[str, object]]:
@@ -89,6 +94,8 @@ def main(argv=None) -> List[Dict[str, object]]:
     parser.add_argument('--sizes', type=int, nargs='+', default=[10_000, 100_000, 1_000_000])
     parser.add_argument('--impls', nargs='+', default=IMPLS, choices=IMPLS)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--chunk-size', type=int, default=None,
+                        help="LGA's chunk_size (default: the layer's own)")
     parser.add_argument('--timeout', type=int, default=900, help='seconds per case')
     parser.add_argument('--memory-limit', type=float, default=18.0,
                         help='GiB a case may plan to use (the machine has 24)')
@@ -96,7 +103,8 @@ def main(argv=None) -> List[Dict[str, object]]:
     parser.add_argument('--case', nargs=2, metavar=('IMPL', 'N'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats)))
+        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats,
+                                  args.chunk_size)))
         return []
 
     rows: List[Dict[str, object]] = []
@@ -108,7 +116,7 @@ def main(argv=None) -> List[Dict[str, object]]:
                 result = {'error': f'not run: needs ≈ {need / 2 ** 30:.0f} GiB '
                                    '(linear in N from the size below)'}
             else:
-                result = in_subprocess(impl, n, args.repeats, args.timeout)
+                result = in_subprocess(impl, n, args.repeats, args.timeout, args.chunk_size)
             row: Dict[str, object] = {'points': n, 'impl': impl}
             if 'error' in result:
                 row.update({'ms': '', 'peak MiB': '', 'note': result['error']})

@@ -179,8 +179,8 @@ class LGAConv(MessagePassing):
         bias (bool, optional): Learn the biases of the score terms and of
             :math:`\mathbf{V}`. (default: :obj:`True`)
         chunk_size (int, optional): Centre nodes per chunk of the table
-            kernel; :obj:`None` sizes chunks so that a chunk's gathered
-            ``(n, K, C)`` block stays near 64 MB. (default: :obj:`None`)
+            kernel; :obj:`None` sizes chunks so that a chunk's
+            ``(n, K, C)`` block stays near 8 MB. (default: :obj:`None`)
         path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids
             only) or ``'message_passing'``; ``forward`` can override it.
             (default: :obj:`'auto'`)
