@@ -26,27 +26,25 @@ def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1,
 
     ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock read, so
     that asynchronous device work is inside the interval. With ``budget``
-    (seconds), fewer than ``repeats`` passes are timed when the warm-up shows
-    that ``repeats`` of them would exceed it (never fewer than one): the slow
-    cases of a scaling run then take one or two passes, the fast ones all.
+    (seconds), timing stops before ``repeats`` passes when one more (as long
+    as the last) would take the timed total over it; at least one pass is
+    timed. The slow cases of a scaling run then take one or two passes, the
+    fast ones all; a warm-up that compiles does not count.
     """
     sync = sync or (lambda: None)
-    slowest = 0.0
+
+    def timed() -> float:
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
     for _ in range(warmup):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        slowest = max(slowest, time.perf_counter() - start)
-    if budget is not None and slowest > 0:
-        repeats = max(1, min(repeats, int(budget // slowest)))
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+        timed()
+    times = [timed()]
+    while len(times) < repeats and (budget is None or sum(times) + times[-1] <= budget):
+        times.append(timed())
     return statistics.median(times)
 
 

@@ -6,8 +6,8 @@ allocator configuration (``--allocs``; see :func:`common.allocator_env`):
 ``MALLOC_*_`` thresholds at 1 GiB, so freed tensors stay in the heap) and
 ``jemalloc`` (``LD_PRELOAD``; skipped with a note where the library is absent).
 In each, the module and input are built, one untimed forward+backward warms up,
-then the median of ``--repeats`` timed passes is taken (fewer where the warm-up
-shows they would exceed ``--budget`` seconds, never fewer than one). Peak
+then the median of ``--repeats`` timed passes is taken (fewer where one more
+would take the timed total over ``--budget`` seconds; at least one). Peak
 memory on the CPU is the process's high-water RSS minus its RSS just before the
 first pass; on CUDA (``--device cuda``) it is ``torch.cuda.max_memory_allocated``
 minus the memory allocated before the first pass, timing synchronises the device

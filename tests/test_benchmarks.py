@@ -153,3 +153,14 @@ def test_runner_writes_both_allocator_configurations(tmp_path):
     assert [(r['alloc'], r['impl']) for r in rows] == [('default', 'separable'),
                                                        ('kept', 'separable')]
     assert all(r['ms'] > 0 and r['note'] == '' for r in rows)
+
+
+def test_median_time_budget_cuts_repeats_but_times_one_pass(monkeypatch):
+    clock = iter(range(0, 1000, 5))  # every pass takes 5 "seconds"
+    monkeypatch.setattr(common.time, 'perf_counter', lambda: next(clock))
+    calls = []
+    assert common.median_time(lambda: calls.append(1), repeats=3, warmup=1, budget=12) == 5
+    assert len(calls) == 3  # warm-up + two timed: a third would take the total to 15 > 12
+    calls.clear()
+    common.median_time(lambda: calls.append(1), repeats=3, warmup=1, budget=1)
+    assert len(calls) == 2
