@@ -123,7 +123,8 @@ def check_device(device: str) -> torch.device:
     if device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f"--device cuda: torch.cuda.is_available() is False (torch "
                          f"{torch.__version__}, built for CUDA {torch.version.cuda}); run on a "
-                         "machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu")
+                         "machine with an NVIDIA GPU and a CUDA build of torch, or use "
+                         "--device cpu")
     return torch.device(device)
 
 

@@ -67,7 +67,8 @@ class UnfoldLGA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        inside = F.unfold(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), 3, padding=1).view(1, 9, h, w)
+        ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+        inside = F.unfold(ones, 3, padding=1).view(1, 9, h, w)
         hid = self.proj(x)
         for logit, value in zip(self.logits, self.values):
             alpha = torch.softmax(logit(hid).masked_fill(inside == 0, float('-inf')), dim=1)
@@ -297,8 +298,9 @@ def available_allocators(allocs: Sequence[str], device: str) -> Dict[str, Dict[s
     for alloc in allocs:
         env = allocator_env(alloc)
         if env is None:
-            print(f"note: allocator {alloc!r} skipped: libjemalloc.so.2 not found (./tasks.sh bench "
-                  "unpacks Debian's libjemalloc2 into .cache/jemalloc; or set GRAPHATTN_JEMALLOC)")
+            print(f"note: allocator {alloc!r} skipped: libjemalloc.so.2 not found "
+                  "(./tasks.sh bench unpacks Debian's libjemalloc2 into .cache/jemalloc; "
+                  "or set GRAPHATTN_JEMALLOC)")
             continue
         found[alloc] = env
     return found
