@@ -7,14 +7,18 @@ module (inductor, default mode). Each case runs in a fresh subprocess, so that
 compiled code caches of one case do not help the next.
 
 Modules: LGA2d (C = 64, L = 4, fused path, batch 2) and LatentGNN2d (C = 256,
-d = 100, channel stride 4, fused path, batch 2), as in ``layers.py``.
+d = 100, channel stride 4, fused path, batch 2), as in ``layers.py``. (A path
+of LGA2d's own that compiles internally, if the library has one, is a row of
+``layers.py``'s lga suite instead, found there automatically.)
+
+``--device cuda`` runs the cases on the GPU (timing synchronises the device;
+JSON ``compiled-cuda.json`` with the GPU's name).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Dict, List
@@ -24,25 +28,28 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from common import median_time, print_table, write_json  # noqa: E402
+from common import (check_device, median_time, print_table,  # noqa: E402
+                    run_case_in_subprocess, write_json)
 
 MODULES = ['lga2d', 'latentgnn2d']
 
 
-def build(name: str, size: int):
+def build(name: str, size: int, device: str = 'cpu'):
     from graphattn import LatentGNN2d, LGA2d
     torch.manual_seed(0)
     if name == 'lga2d':
-        return LGA2d(64, num_layers=4, path='fused'), torch.randn(2, 64, size, size,
-                                                                 requires_grad=True)
-    module = LatentGNN2d(256, latent_dims=[100], channel_stride=4, path='fused')
-    with torch.no_grad():
-        module.gamma.fill_(1.0)
-    return module, torch.randn(2, 256, size, size, requires_grad=True)
+        module, channels = LGA2d(64, num_layers=4, path='fused'), 64
+    else:
+        module, channels = LatentGNN2d(256, latent_dims=[100], channel_stride=4, path='fused'), 256
+        with torch.no_grad():
+            module.gamma.fill_(1.0)
+    x = torch.randn(2, channels, size, size, device=device, requires_grad=True)
+    return module.to(device), x
 
 
-def run_case(name: str, size: int, repeats: int) -> Dict[str, float]:
-    module, x = build(name, size)
+def run_case(name: str, size: int, repeats: int, device: str = 'cpu') -> Dict[str, float]:
+    module, x = build(name, size, device)
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     breaks = torch._dynamo.explain(module)(x).graph_break_count
     torch._dynamo.reset()
     compiled = torch.compile(module)
@@ -55,11 +62,13 @@ def run_case(name: str, size: int, repeats: int) -> Dict[str, float]:
                 p.grad = None
         return run
 
+    sync()
     start = time.perf_counter()
     step(compiled)()
+    sync()
     first = time.perf_counter() - start
-    eager = median_time(step(module), repeats=repeats, warmup=1)
-    fast = median_time(step(compiled), repeats=repeats, warmup=1)
+    eager = median_time(step(module), repeats=repeats, warmup=1, sync=sync)
+    fast = median_time(step(compiled), repeats=repeats, warmup=1, sync=sync)
     with torch.no_grad():
         err = (compiled(x) - module(x)).abs().max().item()
     return {'graph_breaks': breaks, 'first_call_s': first, 'eager_s': eager,
@@ -73,35 +82,37 @@ def main(argv=None) -> List[Dict[str, object]]:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--timeout', type=int, default=900)
     parser.add_argument('--out', default='benchmarks/results')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--threads', type=int, default=1, help='torch threads per case')
     parser.add_argument('--case', nargs=2, metavar=('MODULE', 'SIZE'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    check_device(args.device)
+    torch.set_num_threads(args.threads)
     if args.case:
-        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats)))
+        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats, args.device)))
         return []
     rows = []
     for name in args.modules:
         for size in args.sizes:
-            cmd = [sys.executable, __file__, '--case', name, str(size),
-                   '--repeats', str(args.repeats)]
             row: Dict[str, object] = {'module': name, 'size': f'{size}x{size}'}
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                if done.returncode != 0:
-                    raise RuntimeError((done.stderr.strip().splitlines() or ['failed'])[-1])
-                r = json.loads(done.stdout.strip().splitlines()[-1])
+            r = run_case_in_subprocess(__file__, [name, str(size), '--repeats', str(args.repeats),
+                                                  '--device', args.device,
+                                                  '--threads', str(args.threads)], args.timeout)
+            if 'error' in r:
+                row['note'] = str(r['error'])[:100]
+            else:
                 row.update({'graph breaks': r['graph_breaks'],
                             'first call s': round(r['first_call_s'], 1),
                             'eager ms': round(1000 * r['eager_s'], 1),
                             'compiled ms': round(1000 * r['compiled_s'], 1),
                             'speed-up': round(r['eager_s'] / r['compiled_s'], 2),
                             'max |diff|': f"{r['max_abs_diff']:.1e}"})
-            except (subprocess.TimeoutExpired, RuntimeError) as err:
-                row['note'] = str(err)[:100]
             rows.append(row)
             print_table(f'{name} {size}x{size}', [row])
-    print_table('torch.compile (inductor) vs eager: forward+backward, median of '
-                f'{args.repeats}', rows)
-    print(f"JSON: {write_json('compiled', rows, args.out)}")
+    print_table(f'torch.compile (inductor) vs eager on {args.device}: forward+backward, '
+                f'median of {args.repeats}', rows)
+    name = 'compiled' if args.device == 'cpu' else f'compiled-{args.device}'
+    print(f"JSON: {write_json(name, rows, args.out, args.device)}")
     return rows
 
 

@@ -1,20 +1,38 @@
 """Forward+backward time and peak memory of the 2-D modules against their peers.
 
-Each case runs in a fresh subprocess (so its peak RSS is its own): the module
-and input are built, one untimed forward+backward warms up, then the median of
-``--repeats`` timed forward+backward passes is taken. Peak memory is the
-process's high-water RSS minus its RSS just before the first pass.
+Each case runs in a fresh subprocess (so its peak memory is its own), once per
+allocator configuration (``--allocs``; see :func:`common.allocator_env`):
+``default`` (glibc malloc as it comes), ``kept`` (glibc with the three
+``MALLOC_*_`` thresholds at 1 GiB, so freed tensors stay in the heap) and
+``jemalloc`` (``LD_PRELOAD``; skipped with a note where the library is absent).
+In each, the module and input are built, one untimed forward+backward warms up,
+then the median of ``--repeats`` timed passes is taken (fewer where one more
+would take the timed total over ``--budget`` seconds; at least one). Peak
+memory on the CPU is the process's high-water RSS minus its RSS just before the
+first pass; on CUDA (``--device cuda``) it is ``torch.cuda.max_memory_allocated``
+minus the memory allocated before the first pass, timing synchronises the device
+around each pass, and the JSON is written as ``<suite>-cuda.json`` with the
+GPU's name.
 
 Suites:
-* ``lga``: LGA2d fused path, LGA2d message-passing path, and a naive
-  ``F.unfold`` implementation of the same maths (written here as the
-  baseline); C = 64, L = 4, batch 2. Also a plain copy of the layer's input
-  (read + write of B*C*H*W floats), the memory-bandwidth floor of one layer.
+* ``lga``: every path that LGA2d accepts (:func:`lga_paths`: today ``fused``
+  and ``message_passing``; a new value of its ``path=`` argument is picked up
+  without a change here), a depthwise-separable 3x3 convolution stack of the
+  same depth and width (``separable``: the cheap local-context baseline), a
+  naive ``F.unfold`` implementation of LGA's maths (``unfold``) and a plain
+  copy of the layer's input (``copy``: read + write of B*C*H*W floats, the
+  memory-bandwidth floor of one layer); C = 64, L = 4, batch 2.
 * ``latentgnn``: LatentGNN2d fused path, its message-passing path, the authors'
   computation as batched matrix products (written here from the paper's
   equations, laid out as in their code) and a non-local block (embedded
   Gaussian); C = 256, d = 100, channel_stride 4, batch 2. Where the non-local
   block's N x N attention would not fit, the table says how much it needs.
+
+Tables: every case with its ratios against ours (``time / ours``) and against
+the separable stack (``time / separable``) within the same size and allocator;
+a side-by-side table (one row per size and implementation, one column per
+allocator); and per-4x-pixels scaling ratios (128->256, 256->512, and the
+geometric mean per 4x over 128->512).
 """
 from __future__ import annotations
 
@@ -23,7 +41,7 @@ import json
 import os
 import resource
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +49,9 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import (current_rss, median_time, print_table,  # noqa: E402
+sys.path.insert(0, os.path.dirname(HERE))  # the graphattn of this checkout, installed or not
+from common import (ALLOCATORS, allocator_env, allocator_in_use,  # noqa: E402
+                    check_device, current_rss, geometric_mean, median_time, print_table,
                     run_case_in_subprocess, write_json)
 
 
@@ -47,12 +67,32 @@ class UnfoldLGA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        inside = F.unfold(torch.ones(1, 1, h, w, dtype=x.dtype), 3, padding=1).view(1, 9, h, w)
+        ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+        inside = F.unfold(ones, 3, padding=1).view(1, 9, h, w)
         hid = self.proj(x)
         for logit, value in zip(self.logits, self.values):
             alpha = torch.softmax(logit(hid).masked_fill(inside == 0, float('-inf')), dim=1)
             patches = F.unfold(value(hid), 3, padding=1).view(b, c, 9, h, w)
             hid = torch.relu((patches * alpha.unsqueeze(1)).sum(2))
+        return torch.cat([x, hid], dim=1)
+
+class SeparableStack(nn.Module):
+    """The cheap local-context baseline, as deep and wide as LGA2d: a 1x1 input
+    projection, then per layer a depthwise 3x3, a 1x1 and a ReLU; the output is
+    concatenated with the input, as LGA2d's is."""
+
+    def __init__(self, channels: int, num_layers: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, channels, 1)
+        self.depthwise = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+                                       for _ in range(num_layers))
+        self.pointwise = nn.ModuleList(nn.Conv2d(channels, channels, 1)
+                                       for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hid = self.proj(x)
+        for depthwise, pointwise in zip(self.depthwise, self.pointwise):
+            hid = torch.relu(pointwise(depthwise(hid)))
         return torch.cat([x, hid], dim=1)
 
 
@@ -101,30 +141,64 @@ class NonLocal2d(nn.Module):
 
 
 # -------------------------------------------------------------------- cases --
-def build(suite: str, impl: str, size: int):
+LGA_CHANNELS, LGA_LAYERS, BATCH = 64, 4, 2
+LGA_BASELINES = ['separable', 'unfold', 'copy']
+LATENT_IMPLS = ['fused', 'message_passing', 'authors', 'nonlocal']
+
+
+def lga_paths() -> List[str]:
+    """Every value of LGA2d's ``path=`` (but ``'auto'``) that it accepts, ours first:
+    ``fused``, any new path, then ``message_passing``. Read from the library, so a
+    path added there (e.g. ``'compiled'``) is benchmarked without a change here."""
+    from graphattn import LGA2d
+    from graphattn._checks import PATHS
+    candidates = ['fused', 'compiled', *PATHS, 'message_passing']
+    order = list(dict.fromkeys(p for p in candidates if p not in ('auto', 'message_passing')))
+    accepted = []
+    for path in order + ['message_passing']:
+        try:
+            LGA2d(4, num_layers=1, path=path)
+        except ValueError:
+            continue
+        accepted.append(path)
+    return accepted
+
+
+def impls(suite: str) -> List[str]:
+    return lga_paths() + LGA_BASELINES if suite == 'lga' else list(LATENT_IMPLS)
+
+
+def build(suite: str, impl: str, size: int, device: str = 'cpu'):
+    """``(module, x)`` of one case; module None for the copy floor."""
     from graphattn import LatentGNN2d, LGA2d
     if suite == 'lga':
-        x = torch.randn(2, 64, size, size, requires_grad=True)
+        x = torch.randn(BATCH, LGA_CHANNELS, size, size, device=device, requires_grad=True)
         if impl == 'copy':
             return None, x
         if impl == 'unfold':
-            return UnfoldLGA(64, 4), x
-        return LGA2d(64, num_layers=4, path='fused' if impl == 'fused' else 'message_passing'), x
-    x = torch.randn(2, 256, size, size, requires_grad=True)
+            module = UnfoldLGA(LGA_CHANNELS, LGA_LAYERS)
+        elif impl == 'separable':
+            module = SeparableStack(LGA_CHANNELS, LGA_LAYERS)
+        else:
+            module = LGA2d(LGA_CHANNELS, num_layers=LGA_LAYERS, path=impl)
+        return module.to(device), x
+    x = torch.randn(BATCH, 256, size, size, device=device, requires_grad=True)
     if impl == 'authors':
-        return AuthorsLatentGNN(256, 100, 4), x
+        return AuthorsLatentGNN(256, 100, 4).to(device), x
     if impl == 'nonlocal':
-        return NonLocal2d(256), x
-    module = LatentGNN2d(256, latent_dims=[100], channel_stride=4,
-                         path='fused' if impl == 'fused' else 'message_passing')
+        return NonLocal2d(256).to(device), x
+    module = LatentGNN2d(256, latent_dims=[100], channel_stride=4, path=impl)
     with torch.no_grad():
         module.gamma.fill_(1.0)  # so the backward pass runs through the whole block
-    return module, x
+    return module.to(device), x
 
 
-def run_case(suite: str, impl: str, size: int, repeats: int) -> Dict[str, float]:
+def run_case(suite: str, impl: str, size: int, repeats: int, device: str = 'cpu',
+             budget: Optional[float] = None) -> Dict[str, object]:
+    """Time one case here, in this process: seconds per forward+backward, peak bytes,
+    and the allocator this process runs with (so the runner can check it)."""
     torch.manual_seed(0)
-    module, x = build(suite, impl, size)
+    module, x = build(suite, impl, size, device)
     if module is None:
         def step():
             x.detach().clone()
@@ -134,24 +208,31 @@ def run_case(suite: str, impl: str, size: int, repeats: int) -> Dict[str, float]
             x.grad = None
             for p in module.parameters():
                 p.grad = None
-    before = current_rss()
-    seconds = median_time(step, repeats=repeats, warmup=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {'seconds': seconds, 'peak_bytes': max(peak - before, 0)}
+    cuda = device == 'cuda'
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = current_rss()
+    seconds = median_time(step, repeats=repeats, warmup=1,
+                          sync=torch.cuda.synchronize if cuda else None, budget=budget)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {'seconds': seconds, 'peak_bytes': max(peak - before, 0),
+            'allocator': allocator_in_use()}
 
 
-def in_subprocess(suite: str, impl: str, size: int, repeats: int, timeout: int):
-    return run_case_in_subprocess(__file__, [suite, impl, str(size), '--repeats', str(repeats)],
-                                  timeout)
-
-
-def nonlocal_bytes(size: int, batch: int = 2) -> int:
+def nonlocal_bytes(size: int, batch: int = BATCH) -> int:
     """The N x N attention alone, stored twice for backward (scores and softmax), fp32."""
     n = size * size
     return 2 * batch * n * n * 4
 
 
-def latent_messages_bytes(size: int, batch: int = 2, latent: int = 100, inter: int = 64) -> int:
+def latent_messages_bytes(size: int, batch: int = BATCH, latent: int = 100,
+                          inter: int = 64) -> int:
     """LatentGNN message passing's N*d*C' message tensors (about three live at once), fp32."""
     return 3 * batch * size * size * latent * inter * 4
 
@@ -164,56 +245,184 @@ def planned_bytes(suite: str, impl: str, size: int) -> int:
     return 0
 
 
-IMPLS = {'lga': ['fused', 'message_passing', 'unfold', 'copy'],
-         'latentgnn': ['fused', 'message_passing', 'authors', 'nonlocal']}
+def allocator_mismatch(alloc: str, env: Dict[str, str], seen: Dict[str, object]) -> str:
+    """Why the child did not run with allocator ``alloc`` ('' when it did)."""
+    if alloc == 'jemalloc' and not seen.get('jemalloc_loaded'):
+        return 'jemalloc was not loaded in the case process'
+    if seen.get('env') != env:
+        return f"case process saw {seen.get('env')}, not {env}"
+    return ''
 
 
-def run_suite(suite: str, sizes: List[int], repeats: int, timeout: int, out: str,
-              memory_limit: int) -> List[Dict[str, object]]:
+# ------------------------------------------------------------------- runner --
+class Settings:
+    """What one suite run needs besides suite, sizes and allocators."""
+
+    def __init__(self, repeats: int = 3, timeout: int = 600, memory_limit: int = 16 << 30,
+                 budget: Optional[float] = 20.0, device: str = 'cpu', ours: str = 'fused',
+                 threads: int = 1):
+        self.repeats, self.timeout, self.memory_limit = repeats, timeout, memory_limit
+        self.budget, self.device, self.ours, self.threads = budget, device, ours, threads
+
+
+def case_row(suite: str, impl: str, size: int, alloc: str, env: Dict[str, str],
+             s: Settings) -> Dict[str, object]:
+    need = planned_bytes(suite, impl, size)
+    if need > s.memory_limit:
+        what = 'N x N attention' if impl == 'nonlocal' else "N x d x C' messages"
+        result: Dict[str, object] = {'error': f'not run: needs > {need / 2 ** 30:.0f} GiB ({what})'}
+    else:
+        args = [suite, impl, str(size), '--repeats', str(s.repeats), '--device', s.device,
+                '--threads', str(s.threads)]
+        if s.budget is not None:
+            args += ['--budget', str(s.budget)]
+        result = run_case_in_subprocess(__file__, args, s.timeout, env=env)
+        if 'error' not in result:
+            wrong = allocator_mismatch(alloc, env, result['allocator'])
+            result = {'error': wrong} if wrong else result
+    row: Dict[str, object] = {'size': f'{size}x{size}', 'alloc': alloc, 'impl': impl}
+    if 'error' in result:
+        row.update({'ms': '', 'peak MiB': '', 'note': result['error']})
+    else:
+        ms = 1000 * result['seconds']
+        row.update({'ms': round(ms, 1 if ms >= 10 else 3),
+                    'peak MiB': round(result['peak_bytes'] / 2 ** 20, 1), 'note': ''})
+    return row
+
+
+def available_allocators(allocs: Sequence[str], device: str) -> Dict[str, Dict[str, str]]:
+    """``{name: env}`` of the configurations to run; absent ones are reported and skipped."""
+    if device == 'cuda':
+        allocs = [a for a in allocs if a == 'default'] or ['default']  # host malloc: not timed
+    found = {}
+    for alloc in allocs:
+        env = allocator_env(alloc)
+        if env is None:
+            print(f"note: allocator {alloc!r} skipped: libjemalloc.so.2 not found "
+                  "(./tasks.sh bench unpacks Debian's libjemalloc2 into .cache/jemalloc; "
+                  "or set GRAPHATTN_JEMALLOC)")
+            continue
+        found[alloc] = env
+    return found
+
+
+def run_suite(suite: str, sizes: List[int], allocs: Sequence[str], s: Settings, out: str,
+              only: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+    names = [i for i in impls(suite) if not only or i in only]
+    configs = available_allocators(allocs, s.device)
     rows = []
     for size in sizes:
-        for impl in IMPLS[suite]:
-            need = planned_bytes(suite, impl, size)
-            if need > memory_limit:
-                what = 'N x N attention' if impl == 'nonlocal' else "N x d x C' messages"
-                result = {'error': f'not run: needs > {need / 2 ** 30:.0f} GiB ({what})'}
-            else:
-                result = in_subprocess(suite, impl, size, repeats, timeout)
-            row = {'suite': suite, 'size': f'{size}x{size}', 'impl': impl}
-            if 'error' in result:
-                row.update({'ms': '', 'peak MiB': '', 'note': result['error']})
-            else:
-                row.update({'ms': round(1000 * result['seconds'], 1),
-                            'peak MiB': round(result['peak_bytes'] / 2 ** 20, 1), 'note': ''})
-            rows.append(row)
-            print_table(f'{suite} {size}x{size}', [row])
-    add_ratios(rows, suite)
-    print_table(f'{suite}: forward+backward, median of {repeats}', rows)
-    print(f"JSON: {write_json(suite, rows, out)}")
+        for alloc, env in configs.items():
+            for impl in names:
+                row = case_row(suite, impl, size, alloc, env, s)
+                rows.append(row)
+                print_table(f'{suite} {size}x{size} {alloc}', [row])
+    add_ratios(rows, s.ours, 'separable' if suite == 'lga' else None)
+    note = (f'median of {s.repeats}' + (f' (fewer where they would take over {s.budget:g} s)'
+                                        if s.budget else ''))
+    print_table(f'{suite} on {s.device}: forward+backward, {note}', rows)
+    print_table(f'{suite}: side by side (ms, peak MiB per allocator)',
+                side_by_side(rows, list(configs)))
+    scaling = scaling_rows(rows)
+    print_table(f'{suite}: time (memory) ratio per 4x pixels', scaling)
+    name = suite if s.device == 'cpu' else f'{suite}-{s.device}'
+    print(f"JSON: {write_json(name, rows, out, s.device, scaling=scaling, settings=vars(s))}")
     return rows
 
 
-def add_ratios(rows: List[Dict[str, object]], suite: str) -> None:
-    """Side-by-side ratios against the first implementation of each size."""
-    by_size: Dict[str, Dict[str, Dict[str, object]]] = {}
+def add_ratios(rows: List[Dict[str, object]], ours: str, baseline: Optional[str]) -> None:
+    """Ratios against ours and against the baseline, within each size and allocator."""
+    groups: Dict[tuple, Dict[str, Dict[str, object]]] = {}
     for row in rows:
-        by_size.setdefault(row['size'], {})[row['impl']] = row
-    ours = IMPLS[suite][0]
-    for size, impls in by_size.items():
-        base = impls.get(ours)
-        for row in impls.values():
-            ok = base and base['ms'] != '' and row['ms'] != '' and row['impl'] != ours
-            row['time / ours'] = round(row['ms'] / base['ms'], 2) if ok else ''
-            ok = ok and base['peak MiB'] and row['peak MiB'] != ''
-            row['memory / ours'] = round(row['peak MiB'] / base['peak MiB'], 2) if ok else ''
+        groups.setdefault((row['size'], row['alloc']), {})[row['impl']] = row
+    for group in groups.values():
+        for row in group.values():
+            for name, ref in (('ours', ours), ('separable', baseline)):
+                if ref is None:
+                    continue
+                base = group.get(ref)
+                ok = base and base['ms'] != '' and row['ms'] != '' and row['impl'] != ref
+                row[f'time / {name}'] = short(row['ms'] / base['ms']) if ok else ''
+                if name == 'ours':
+                    ok = ok and base['peak MiB'] and row['peak MiB'] != ''
+                    row['memory / ours'] = short(row['peak MiB'] / base['peak MiB']) if ok else ''
+
+
+def short(x: float) -> float:
+    """Two decimals, or two significant digits below 0.1 (the copy floor's ratios)."""
+    return round(x, 2) if x >= 0.1 else float(f'{x:.2g}')
+
+
+def side_by_side(rows: List[Dict[str, object]], allocs: List[str]) -> List[Dict[str, object]]:
+    """One row per size and implementation, the allocators side by side."""
+    table: Dict[tuple, Dict[str, object]] = {}
+    for row in rows:
+        out = table.setdefault((row['size'], row['impl']),
+                               {'size': row['size'], 'impl': row['impl']})
+        cell = (f"{row['ms']:,} ms, {row['peak MiB']:,.0f} MiB" if row['ms'] != ''
+                else row['note'])
+        out[row['alloc']] = cell
+        for key in ('time / ours', 'time / separable'):
+            if key in row:
+                out.setdefault(key, {})[row['alloc']] = row[key]
+    ratios = [k for k in ('time / ours', 'time / separable') if any(k in o for o in table.values())]
+    keys = ['size', 'impl', *allocs, *(f'{k} ({", ".join(allocs)})' for k in ratios)]
+    for out in table.values():
+        for key in ratios:
+            out[f'{key} ({", ".join(allocs)})'] = ' / '.join(
+                str(out.get(key, {}).get(a, '')) or '-' for a in allocs)
+    return [{k: out.get(k, '') for k in keys} for out in table.values()]
+
+
+def scaling_rows(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
+    """Time and memory ratios per 4x pixels (side 2x), for each implementation and allocator."""
+    series: Dict[tuple, Dict[int, Dict[str, object]]] = {}
+    for row in rows:
+        if row['ms'] != '':
+            side = int(str(row['size']).split('x')[0])
+            series.setdefault((row['impl'], row['alloc']), {})[side] = row
+    out = []
+    for (impl, alloc), points in series.items():
+        entry: Dict[str, object] = {'impl': impl, 'alloc': alloc}
+        for lo, hi in ((64, 128), (128, 256), (256, 512)):
+            if lo in points and hi in points:
+                entry[f'{lo}->{hi}'] = ratio_cell(points[lo], points[hi])
+        if all(s in points for s in (128, 256, 512)):
+            # the geometric mean of the two 4x steps, i.e. sqrt(t512 / t128)
+            t = geometric_mean([ratio(points[256]['ms'], points[128]['ms']),
+                                ratio(points[512]['ms'], points[256]['ms'])])
+            m = ratio(points[512]['peak MiB'], points[128]['peak MiB']) ** 0.5
+            entry['128->512 per 4x'] = f'{t:.2f} ({m:.2f})' if m else f'{t:.2f}'
+        if len(entry) > 2:
+            out.append(entry)
+    keys = ['impl', 'alloc', '64->128', '128->256', '256->512', '128->512 per 4x']
+    return [{k: e.get(k, '') for k in keys} for e in out]
+
+
+def ratio(a: object, b: object) -> float:
+    return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0 else 0.0
+
+
+def ratio_cell(lo: Dict[str, object], hi: Dict[str, object]) -> str:
+    m = ratio(hi['peak MiB'], lo['peak MiB'])
+    t = ratio(hi['ms'], lo['ms'])
+    return f'{t:.2f} ({m:.2f})' if m else f'{t:.2f}'
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--suites', nargs='+', default=['lga', 'latentgnn'],
-                        choices=sorted(IMPLS))
+                        choices=['lga', 'latentgnn'])
     parser.add_argument('--sizes', type=int, nargs='+', default=[64, 128, 256, 512])
+    parser.add_argument('--allocs', nargs='+', default=list(ALLOCATORS), choices=ALLOCATORS,
+                        help='allocator configurations (CPU only; on CUDA only default runs)')
+    parser.add_argument('--impls', nargs='+', help='run only these implementations')
+    parser.add_argument('--ours', default='fused', help="the implementation 'time / ours' uses")
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--threads', type=int, default=1, help='torch threads per case')
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--budget', type=float, default=20.0,
+                        help='seconds of timed passes per case before repeats are cut; 0: none')
     parser.add_argument('--timeout', type=int, default=600, help='seconds per case')
     parser.add_argument('--memory-limit', type=float, default=16.0,
                         help='GiB a case may plan to use')
@@ -221,13 +430,18 @@ def main(argv=None) -> None:
     parser.add_argument('--case', nargs=3, metavar=('SUITE', 'IMPL', 'SIZE'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    check_device(args.device)
+    budget = args.budget or None
     if args.case:
         suite, impl, size = args.case
-        print(json.dumps(run_case(suite, impl, int(size), args.repeats)))
+        torch.set_num_threads(args.threads)
+        print(json.dumps(run_case(suite, impl, int(size), args.repeats, args.device, budget)))
         return
+    torch.set_num_threads(args.threads)
+    settings = Settings(args.repeats, args.timeout, int(args.memory_limit * 2 ** 30), budget,
+                        args.device, args.ours, args.threads)
     for suite in args.suites:
-        run_suite(suite, args.sizes, args.repeats, args.timeout, args.out,
-                  int(args.memory_limit * 2 ** 30))
+        run_suite(suite, args.sizes, args.allocs, settings, args.out, args.impls)
 
 
 if __name__ == '__main__':
