@@ -273,14 +273,15 @@ def case_row(suite: str, impl: str, size: int, alloc: str, env: Dict[str, str],
         result: Dict[str, object] = {'error': f'not run: needs > {need / 2 ** 30:.0f} GiB ({what})'}
     else:
         args = [suite, impl, str(size), '--repeats', str(s.repeats), '--device', s.device,
-                '--threads', str(s.threads)]
+                '--threads', str(s.threads), '--batch', str(BATCH)]
         if s.budget is not None:
             args += ['--budget', str(s.budget)]
         result = run_case_in_subprocess(__file__, args, s.timeout, env=env)
         if 'error' not in result:
             wrong = allocator_mismatch(alloc, env, result['allocator'])
             result = {'error': wrong} if wrong else result
-    row: Dict[str, object] = {'size': f'{size}x{size}', 'alloc': alloc, 'impl': impl}
+    row: Dict[str, object] = {'size': f'{size}x{size}', 'batch': BATCH, 'alloc': alloc,
+                              'impl': impl}
     if 'error' in result:
         row.update({'ms': '', 'peak MiB': '', 'note': result['error']})
     else:
@@ -410,6 +411,7 @@ def ratio_cell(lo: Dict[str, object], hi: Dict[str, object]) -> str:
 
 
 def main(argv=None) -> None:
+    global BATCH  # the case processes get it as --batch
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--suites', nargs='+', default=['lga', 'latentgnn'],
                         choices=['lga', 'latentgnn'])
@@ -427,9 +429,12 @@ def main(argv=None) -> None:
     parser.add_argument('--memory-limit', type=float, default=16.0,
                         help='GiB a case may plan to use')
     parser.add_argument('--out', default='benchmarks/results')
+    parser.add_argument('--batch', type=int, default=BATCH,
+                        help=f'maps per batch (default {BATCH}; the GPU target uses 8)')
     parser.add_argument('--case', nargs=3, metavar=('SUITE', 'IMPL', 'SIZE'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    BATCH = args.batch
     check_device(args.device)
     budget = args.budget or None
     if args.case:
