@@ -52,9 +52,9 @@ __all__ = ['NeighborWeightedSum', 'RowProduct', 'neighbor_weighted_sum', 'neighb
            'split_last_linear', 'default_chunk_size']
 
 #: Elements of one chunk's ``(n, K, C)`` block: 2M floats = 8 MB in fp32 (4096 centres at
-#: K = 16, C = 32). Measured at 100k points (benchmarks/points.py --chunk-size): 64 MB
-#: blocks took 1.3x the time and 1.6x the peak memory; smaller blocks than 8 MB neither
-#: saved memory nor time.
+#: K = 16, C = 32). At 100k points (LGA, 2 layers, one thread; rough runs, see
+#: docs/performance.md) 64 MB blocks took about 1.3x the time and 1.6x the peak memory,
+#: and 2 or 4 MB blocks saved neither.
 CHUNK_ELEMENTS = 1 << 21
 
 
@@ -94,8 +94,8 @@ def _gather(value: Tensor, index: Tensor) -> Tensor:
 
 def _sparse_products(value: Tensor, index: Tensor) -> bool:
     """Whether :class:`NeighborWeightedSum` runs as CSR products: on the CPU in
-    float32/64 (MKL's sparse kernels, about 5-10x faster than a gather and a
-    batched product there), not under :func:`torch.compile` (which does not trace
+    float32/64 (MKL's sparse kernels: 2.5-7x faster per product than gathers,
+    batched products and ``index_add_`` there, measured at 100k points), not under :func:`torch.compile` (which does not trace
     sparse tensors) and not for an empty table. Elsewhere it gathers chunk by chunk."""
     return (value.device.type == 'cpu' and value.dtype in (torch.float32, torch.float64)
             and index.numel() > 0 and not torch.compiler.is_compiling())
@@ -110,7 +110,7 @@ def _csr(index: Tensor, values: Tensor, num_cols: int) -> Tensor:
     """The ``(n, num_cols)`` CSR matrix with row ``i`` holding ``values[i, k]`` at
     column ``index[i, k]``; repeated columns in a row add up in every product."""
     n, k = index.shape
-    crow = torch.arange(0, n * k + 1, k, device=index.device)
+    crow = torch.arange(0, n * k + 1, k, device=index.device, dtype=index.dtype)
     return _csr_tensor(crow, index.reshape(-1), values.reshape(-1), (n, num_cols))
 
 
