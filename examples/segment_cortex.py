@@ -9,18 +9,20 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
 2. The frame. Both hemispheres are the same template surface in the same space
    (a mirrored right vertex lies a median 1.2 mm from the nearest left vertex) and
    the atlas is a fixed map on it, so in that frame the task is a coordinate look-up:
-   copying the nearest left vertex's label scores 69.3% mIoU, and every model, with
-   or without a graph, lands at 69-72% (``--frame template``; docs/results.md). So
-   each view is a "subject" in its own pose: centred and turned by a random angle
-   about the superior (up) axis (``--frame up``, the default). A vertex's height
-   and its distance from the vertical axis still say something; where it lies on
-   the hemisphere must be read from the surface around it. (``--frame any``: a
-   uniformly random 3-D rotation; at this budget no model learns it: ~15-17% mIoU.)
+   copying the nearest labelled left vertex's label scores 69.5% mIoU (``--lookup``),
+   and every model, with or without a graph, lands at 68-72% (``--frame template``;
+   docs/results.md): what the shape could add is buried in the atlas's left-right
+   differences. So each view is a "subject" in its own pose: centred and turned by a
+   random angle about the superior (up) axis (``--frame up``, the default). A
+   vertex's height and its distance from the vertical axis still say something;
+   where it lies on the hemisphere must be read from the surface around it. (``--frame any``: a
+   uniformly random 3-D rotation; at this budget no model learns it: 15-19% mIoU.)
 3. Views: disjoint random samples of ``--points`` (512) vertices that together
    cover the hemisphere (:func:`graphs.split_crop`), so a view shows the whole
-   hemisphere, sparsely: a vertex's k = 16 nearest neighbours then span about 3 cm
-   of surface, enough to see its shape. kNN graphs with self-loops, ``edge_attr``
-   the neighbour offsets (:func:`graphs.collate_clouds`).
+   hemisphere, sparsely: a vertex's 15 nearest neighbours lie within about 18 mm
+   (median), so two EdgeConv hops see the surface some 3.5 cm around it. kNN graphs
+   (k = 16 counting the self-loop), ``edge_attr`` the neighbour offsets
+   (:func:`graphs.collate_clouds`).
 4. Model: per-point features from two PyG ``EdgeConv`` layers, then a context
    block (none, LGA on the same kNN graph, or LatentGNN over each view), then a
    per-point classifier. The trivial rows: the majority class, and an MLP on the
@@ -215,6 +217,17 @@ def majority_scores(left: Cortex, right: Cortex) -> Dict[str, float]:
                                                        ignore_index=-1))
 
 
+def lookup_scores(left: Cortex, right: Cortex) -> Dict[str, float]:
+    """No learning, template frame: every test vertex takes the label of the nearest
+    labelled train vertex. What position alone gives when the frame is shared (the reason
+    for the poses)."""
+    labelled = left.labels >= 0
+    _, nearest = graphs.knn(left.pos[labelled], right.pos, 1)
+    pred = left.labels[labelled][nearest]
+    return segmentation_scores(graphs.confusion_matrix(pred, right.labels, NUM_CLASSES,
+                                                       ignore_index=-1))
+
+
 def run(models: List[str], seeds: List[int], steps: int, num_points: int, k: int, out: str,
         progress: bool = True, frame: str = 'up', views_per_step: int = 8,
         latent_norm: str = 'layer'):
@@ -280,8 +293,15 @@ def main() -> None:
     parser.add_argument('--latent-norm', choices=LATENT_NORMS, default='layer',
                         help="LatentGNN's node norm")
     parser.add_argument('--out', default='outputs/cortex')
+    parser.add_argument('--lookup', action='store_true',
+                        help='only score the nearest-train-vertex look-up in the template frame')
     args = parser.parse_args()
     try:
+        if args.lookup:
+            scores = lookup_scores(*cortex_split())
+            print(f"nearest-vertex look-up, template frame: mIoU {scores['miou']:.1f}%, "
+                  f"accuracy {scores['pixel_acc']:.1f}%")
+            return
         results, _, _ = run(args.models, args.seeds, args.steps, args.points, args.k, args.out,
                             frame=args.frame, views_per_step=args.views,
                             latent_norm=args.latent_norm)

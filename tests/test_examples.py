@@ -234,3 +234,17 @@ def test_cortex_training_uses_the_same_views_for_every_model():
         segment_cortex.pose = original
     assert len(seen) == 8
     assert all(torch.equal(a, b) for a, b in zip(seen[:4], seen[4:]))
+
+
+def test_cortex_lookup_copies_the_nearest_labelled_vertex():
+    from datasets import Cortex
+    from segment_cortex import lookup_scores
+    cortex = _toy_cortex()
+    assert lookup_scores(cortex, cortex)['miou'] == pytest.approx(100.0)
+    # a test vertex next to an unlabelled train vertex takes the nearest *labelled* one
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [10.0, 0, 0]])
+    left = Cortex(pos=pos, faces=torch.zeros(0, 3, dtype=torch.long),
+                  labels=torch.tensor([-1, 2, 3]), hemisphere='toy')
+    right = Cortex(pos=pos[:1].clone(), faces=left.faces, labels=torch.tensor([2]),
+                   hemisphere='toy')
+    assert lookup_scores(left, right)['pixel_acc'] == pytest.approx(100.0)
