@@ -218,7 +218,7 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
     axes = axes[0]
 
     def draw(ax, values, title):
-        ax.scatter(-pts[order, 1], pts[order, 2], c=values[order] + 1, s=0.6, cmap=cmap,
+        ax.scatter(-pts[order, 1], pts[order, 2], c=values[order] + 1, s=2.0, cmap=cmap,
                    vmin=-0.5, vmax=len(CORTEX_COLOURS) - 0.5, linewidths=0)
         ax.set_title(title, fontsize=9)
         ax.set_aspect('equal')

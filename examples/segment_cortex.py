@@ -293,6 +293,7 @@ def main() -> None:
     parser.add_argument('--latent-norm', choices=LATENT_NORMS, default='layer',
                         help="LatentGNN's node norm")
     parser.add_argument('--out', default='outputs/cortex')
+    parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
     parser.add_argument('--lookup', action='store_true',
                         help='only score the nearest-train-vertex look-up in the template frame')
     args = parser.parse_args()
@@ -303,7 +304,7 @@ def main() -> None:
                   f"accuracy {scores['pixel_acc']:.1f}%")
             return
         results, _, _ = run(args.models, args.seeds, args.steps, args.points, args.k, args.out,
-                            frame=args.frame, views_per_step=args.views,
+                            progress=not args.no_progress, frame=args.frame, views_per_step=args.views,
                             latent_norm=args.latent_norm)
     except MissingDataError as error:
         fail_with_hint(error)
