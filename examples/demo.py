@@ -26,13 +26,14 @@ from models import DISPLAY_NAMES
 from training import markdown_table, run_environment
 
 SETTINGS = {
-    # collages: steps, batch, train / test collages | cortex: steps, points per view | seeds
+    # collages: steps, batch, train / test collages | cortex: steps, points per view, views
+    # per step | seeds
     'short': dict(collage_steps=450, batch_size=32, train_size=2000, test_size=500,
-                  cortex_steps=150, points=4096, seeds=[0]),
+                  cortex_steps=150, points=512, views=8, seeds=[0]),
     'tiny': dict(collage_steps=2, batch_size=2, train_size=8, test_size=4,
-                 cortex_steps=2, points=1024, seeds=[0]),  # for the tests
+                 cortex_steps=2, points=512, views=2, seeds=[0]),  # for the tests
     'full': dict(collage_steps=900, batch_size=32, train_size=4000, test_size=1000,
-                 cortex_steps=300, points=4096, seeds=[0, 1, 2]),
+                 cortex_steps=300, points=512, views=8, seeds=[0, 1, 2]),
 }
 KNN = 16
 
@@ -73,9 +74,10 @@ def main() -> None:
         if args.only in (None, 'cortex'):
             rows, models, right = segment_cortex.run(
                 ['position-mlp', *segment_cortex.CONTEXTS], cfg['seeds'], cfg['cortex_steps'],
-                cfg['points'], KNN, args.out, progress)
-            sections.append(('Cortex, left -> mirrored right hemisphere (4 Mesulam classes; '
-                             'medial wall ignored)', rows))
+                cfg['points'], KNN, args.out, progress, views_per_step=cfg['views'])
+            sections.append(('Cortex, left -> mirrored right hemisphere, each view turned '
+                             'about the up axis at random (4 Mesulam classes; medial wall '
+                             'ignored)', rows))
             torch.save({name: m.state_dict() for name, m in models.items()},
                        os.path.join(args.out, 'cortex_models.pt'))
             shown = {segment_cortex.DISPLAY_NAMES[name]: models[name]

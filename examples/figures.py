@@ -202,12 +202,14 @@ def _cortex_view(right, k: int, num_points: int):
 
 @torch.no_grad()
 def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -> str:
-    """Mirrored right hemisphere (lateral view): atlas labels and each model's prediction.
+    """Mirrored right hemisphere (lateral view): atlas labels and each model's prediction
+    at every vertex (predicted as in the scores: views of ``num_points`` in random poses).
 
     ``models`` maps the table's display names to trained models.
     """
-    keep, data, labels = _cortex_view(right, k, num_points)
-    pts = right.pos[keep]
+    from segment_cortex import predict
+    labels = right.labels
+    pts = right.pos
     order = pts[:, 0].argsort(descending=True)     # draw the lateral side (small x) last
     names = list(models)
     cmap = ListedColormap(CORTEX_COLOURS)
@@ -216,7 +218,7 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
     axes = axes[0]
 
     def draw(ax, values, title):
-        ax.scatter(-pts[order, 1], pts[order, 2], c=values[order] + 1, s=2.5, cmap=cmap,
+        ax.scatter(-pts[order, 1], pts[order, 2], c=values[order] + 1, s=2.0, cmap=cmap,
                    vmin=-0.5, vmax=len(CORTEX_COLOURS) - 0.5, linewidths=0)
         ax.set_title(title, fontsize=9)
         ax.set_aspect('equal')
@@ -224,8 +226,7 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
 
     draw(axes[0], labels, 'Mesulam atlas (test)')
     for ax, name in zip(axes[1:], names):
-        models[name].eval()
-        pred = models[name](data.pos, data.edge_index, data.edge_attr).argmax(1)
+        pred = predict(models[name], right, num_points, k).argmax(1)
         pred = torch.where(labels < 0, torch.full_like(pred, -1), pred)
         draw(ax, pred, name)
     _legend(fig, CORTEX_NAMES, CORTEX_COLOURS, ncol=3)
@@ -276,8 +277,9 @@ def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> s
                                                            for n in region], linewidths=1.5)
     fig.colorbar(ScalarMappable(norm=norm, cmap='plasma'), ax=ax,
                  label=f'attention weight, last LGA layer (uniform = 1/{k} = {1 / k:.3f})')
-    ax.set_title(f'LGA on the kNN graph (k = {k}): the outlined test vertex, its {k} '
-                 'neighbours\nand every edge among them, coloured by attention', fontsize=9)
+    ax.set_title(f'LGA on the kNN graph (k = {k}, self-loop included): the outlined test '
+                 f'vertex, its {k - 1}\nnearest neighbours and every edge among them, coloured '
+                 'by attention', fontsize=9)
     ax.axis('off')
     present = sorted({int(labels[n]) + 1 for n in region})
     handles = [Patch(facecolor=CORTEX_COLOURS[c], label=CORTEX_NAMES[c].split(' (')[0])

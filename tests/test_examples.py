@@ -145,16 +145,106 @@ def test_lga_loss_sweep_tiny_run(real_data, tmp_path):
     assert any(p.suffix == '.json' for p in tmp_path.iterdir())
 
 
-def test_cortex_view_rotation_keeps_the_shape(real_data):
+def test_cortex_view_poses_keep_the_shape(real_data):
     from datasets import load_cortex
     from segment_cortex import view
     cortex = load_cortex('left')
     keep = torch.arange(0, 32492, 64)
-    plain, labels = view(cortex, torch.Generator().manual_seed(0), keep, k=8)
-    turned, same = view(cortex, torch.Generator().manual_seed(0), keep, k=8, rotate=True)
+    plain, labels = view(cortex, torch.Generator().manual_seed(0), keep, k=8, frame='template')
+    turned, same = view(cortex, torch.Generator().manual_seed(0), keep, k=8, frame='up')
+    tilted, _ = view(cortex, torch.Generator().manual_seed(0), keep, k=8, frame='any')
     assert torch.equal(labels, same) and torch.equal(labels, cortex.labels[keep])
-    assert torch.allclose(plain.pos.mean(0), torch.zeros(3), atol=0.1)    # centred, ~unit scale
-    assert not torch.allclose(plain.pos, turned.pos)
+    centred = (cortex.pos[keep] - cortex.pos[keep].mean(0)) / 50.0
+    assert torch.allclose(plain.pos, centred)                  # the template frame, centred
+    assert torch.allclose(turned.pos[:, 2], centred[:, 2], atol=1e-6)   # 'up' keeps heights
+    assert not torch.allclose(turned.pos[:, :2], centred[:, :2], atol=1e-2)
+
     def distances(p):   # explicit differences: cdist's matmul form loses small distances
         return (p[:, None] - p[None]).norm(dim=-1)
-    assert torch.allclose(distances(plain.pos), distances(turned.pos), atol=1e-5)
+    for posed in (turned, tilted):
+        assert torch.allclose(distances(plain.pos), distances(posed.pos), atol=1e-5)
+    # kNN graphs with self-loops (LGA reads a node's own features through its self-loop)
+    src, dst = plain.edge_index
+    assert torch.equal(torch.unique(dst[src == dst]), torch.arange(keep.numel()))
+    assert plain.edge_index.size(1) == 8 * keep.numel()
+
+
+def test_cortex_views_cover_every_vertex_once():
+    from segment_cortex import views
+    parts = views(1000, 96, torch.Generator().manual_seed(0))
+    assert len(parts) == 11 and max(p.numel() for p in parts) <= 96
+    assert torch.equal(torch.cat(parts).sort().values, torch.arange(1000))
+
+
+def test_cortex_pose_rejects_an_unknown_frame():
+    from segment_cortex import pose
+    with pytest.raises(ValueError, match="unknown frame 'tilted'; choose one of"):
+        pose(torch.randn(10, 3), 'tilted', torch.Generator())
+
+
+def _toy_cortex(n=300, seed=0):
+    from datasets import Cortex
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(n, 3, generator=g) * 40
+    labels = torch.randint(-1, 4, (n,), generator=g)
+    return Cortex(pos=pos, faces=torch.zeros(0, 3, dtype=torch.long), labels=labels,
+                  hemisphere='toy')
+
+
+@pytest.mark.parametrize('context', ['position-mlp', 'none', 'lga', 'latentgnn'])
+def test_cortex_prediction_is_a_distribution_at_every_vertex(context):
+    import segment_cortex
+    cortex = _toy_cortex()
+    model = segment_cortex.make_model(context)
+    probs = segment_cortex.predict(model, cortex, num_points=64, k=8)
+    assert probs.shape == (300, 4)
+    assert torch.allclose(probs.sum(1), torch.ones(300), atol=1e-5)
+    # the same seed gives the same views and poses, so the same probabilities
+    assert torch.equal(probs, segment_cortex.predict(model, cortex, num_points=64, k=8))
+
+
+def test_cortex_latentgnn_views_are_independent():
+    """LatentGNN's latent nodes summarise each view of a batch on its own."""
+    import graphs
+    import segment_cortex
+    torch.manual_seed(0)
+    model = segment_cortex.make_model('latentgnn').eval()
+    clouds = [torch.randn(40, 3), torch.randn(50, 3)]
+    batch = graphs.collate_clouds(clouds, k=8)
+    together = segment_cortex.logits(model, batch)
+    alone = segment_cortex.logits(model, graphs.collate_clouds(clouds[:1], k=8))
+    assert torch.allclose(together[:40], alone, atol=1e-5)
+
+
+def test_cortex_training_uses_the_same_views_for_every_model():
+    import segment_cortex
+    cortex = _toy_cortex(n=200)
+    seen = []
+    original = segment_cortex.pose
+
+    def spy(pos, frame, generator):
+        seen.append(pos.clone())
+        return original(pos, frame, generator)
+    segment_cortex.pose = spy
+    try:
+        for context in ('position-mlp', 'none'):
+            segment_cortex.train_model(context, cortex, steps=2, num_points=50, k=4, seed=3,
+                                       progress=False, views_per_step=2)
+    finally:
+        segment_cortex.pose = original
+    assert len(seen) == 8
+    assert all(torch.equal(a, b) for a, b in zip(seen[:4], seen[4:]))
+
+
+def test_cortex_lookup_copies_the_nearest_labelled_vertex():
+    from datasets import Cortex
+    from segment_cortex import lookup_scores
+    cortex = _toy_cortex()
+    assert lookup_scores(cortex, cortex)['miou'] == pytest.approx(100.0)
+    # a test vertex next to an unlabelled train vertex takes the nearest *labelled* one
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [10.0, 0, 0]])
+    left = Cortex(pos=pos, faces=torch.zeros(0, 3, dtype=torch.long),
+                  labels=torch.tensor([-1, 2, 3]), hemisphere='toy')
+    right = Cortex(pos=pos[:1].clone(), faces=left.faces, labels=torch.tensor([2]),
+                   hemisphere='toy')
+    assert lookup_scores(left, right)['pixel_acc'] == pytest.approx(100.0)
