@@ -25,8 +25,9 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
    (:func:`graphs.collate_clouds`).
 4. Model: per-point features from two PyG ``EdgeConv`` layers, then a context
    block (none, LGA on the same kNN graph, or LatentGNN over each view, with
-   ``norm='batch'``: see :data:`LATENT_NORM`), then a per-point classifier. The trivial rows: the majority class, and an MLP on the
-   vertex coordinates alone (in the same frame), trained like the others.
+   ``norm='batch'``: see :data:`LATENT_NORM`), then a per-point classifier.
+   The trivial rows: the majority class, and an MLP on the vertex
+   coordinates alone (in the same frame), trained like the others.
 5. Training on ``--views`` (8) views of the left hemisphere per step (AdamW,
    one-cycle); every row gets the same steps, views and rotations.
 6. Evaluation: every vertex of the mirrored right hemisphere, split into views

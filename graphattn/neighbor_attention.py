@@ -33,7 +33,8 @@ forward + backward): the CSR products replace gathers, batched products and an
 ``index_add_`` (the slowest single operation before) with MKL's sparse kernels,
 measured 7x faster for the forward product, 6x for the weights' gradient and
 about 2.5x for the values' gradient (its sort included); the fold removes the
-encoder's ``(E, A) @ (A, A)`` products. See docs/performance.md, "Neighbour-table path", for the numbers.
+encoder's ``(E, A) @ (A, A)`` products. See docs/performance.md,
+"Neighbour-table path", for the numbers.
 """
 from __future__ import annotations
 
@@ -95,8 +96,9 @@ def _gather(value: Tensor, index: Tensor) -> Tensor:
 def _sparse_products(value: Tensor, index: Tensor) -> bool:
     """Whether :class:`NeighborWeightedSum` runs as CSR products: on the CPU in
     float32/64 (MKL's sparse kernels: 2.5-7x faster per product than gathers,
-    batched products and ``index_add_`` there, measured at 100k points), not under :func:`torch.compile` (which does not trace
-    sparse tensors) and not for an empty table. Elsewhere it gathers chunk by chunk."""
+    batched products and ``index_add_`` there, measured at 100k points), not
+    under :func:`torch.compile` (which does not trace sparse tensors) and not
+    for an empty table. Elsewhere it gathers chunk by chunk."""
     return (value.device.type == 'cpu' and value.dtype in (torch.float32, torch.float64)
             and index.numel() > 0 and not torch.compiler.is_compiling())
 
