@@ -142,6 +142,7 @@ class NonLocal2d(nn.Module):
 
 # -------------------------------------------------------------------- cases --
 LGA_CHANNELS, LGA_LAYERS, BATCH = 64, 4, 2
+CHANNELS_LAST = False  # --channels-last: the LGA inputs in torch.channels_last memory
 LGA_BASELINES = ['separable', 'unfold', 'copy']
 LATENT_IMPLS = ['fused', 'message_passing', 'authors', 'nonlocal']
 
@@ -172,7 +173,10 @@ def build(suite: str, impl: str, size: int, device: str = 'cpu'):
     """``(module, x)`` of one case; module None for the copy floor."""
     from graphattn import LatentGNN2d, LGA2d
     if suite == 'lga':
-        x = torch.randn(BATCH, LGA_CHANNELS, size, size, device=device, requires_grad=True)
+        x = torch.randn(BATCH, LGA_CHANNELS, size, size, device=device)
+        if CHANNELS_LAST:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
         if impl == 'copy':
             return None, x
         if impl == 'unfold':
@@ -274,13 +278,15 @@ def case_row(suite: str, impl: str, size: int, alloc: str, env: Dict[str, str],
     else:
         args = [suite, impl, str(size), '--repeats', str(s.repeats), '--device', s.device,
                 '--threads', str(s.threads), '--batch', str(BATCH)]
+        args += ['--channels-last'] if CHANNELS_LAST else []
         if s.budget is not None:
             args += ['--budget', str(s.budget)]
         result = run_case_in_subprocess(__file__, args, s.timeout, env=env)
         if 'error' not in result:
             wrong = allocator_mismatch(alloc, env, result['allocator'])
             result = {'error': wrong} if wrong else result
-    row: Dict[str, object] = {'size': f'{size}x{size}', 'batch': BATCH, 'alloc': alloc,
+    row: Dict[str, object] = {'size': f'{size}x{size}', 'batch': BATCH,
+                              'layout': 'channels_last' if CHANNELS_LAST else 'NCHW', 'alloc': alloc,
                               'impl': impl}
     if 'error' in result:
         row.update({'ms': '', 'peak MiB': '', 'note': result['error']})
@@ -411,7 +417,7 @@ def ratio_cell(lo: Dict[str, object], hi: Dict[str, object]) -> str:
 
 
 def main(argv=None) -> None:
-    global BATCH  # the case processes get it as --batch
+    global BATCH, CHANNELS_LAST  # the case processes get them as flags
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--suites', nargs='+', default=['lga', 'latentgnn'],
                         choices=['lga', 'latentgnn'])
@@ -431,10 +437,12 @@ def main(argv=None) -> None:
     parser.add_argument('--out', default='benchmarks/results')
     parser.add_argument('--batch', type=int, default=BATCH,
                         help=f'maps per batch (default {BATCH}; the GPU target uses 8)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='LGA inputs in torch.channels_last memory (default: NCHW)')
     parser.add_argument('--case', nargs=3, metavar=('SUITE', 'IMPL', 'SIZE'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    BATCH = args.batch
+    BATCH, CHANNELS_LAST = args.batch, args.channels_last
     check_device(args.device)
     budget = args.budget or None
     if args.case:
