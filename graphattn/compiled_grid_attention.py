@@ -99,14 +99,18 @@ def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, val
     return grad_scores, grad_value
 
 
+_FUNCTIONS: Dict[str, Callable] = {'forward': _forward, 'backward': _backward}
 _COMPILED: Dict[str, Callable] = {}
 
 
 def _compiled(name: str) -> Callable:
-    """The compiled function, made on first use (never at import time)."""
+    """The compiled function, made on first use (never at import time). Inside a
+    user's ``torch.compile`` the plain function is traced into their graph
+    instead (the branch is static there, and no global state is touched)."""
+    if torch.compiler.is_compiling():
+        return _FUNCTIONS[name]
     if name not in _COMPILED:
-        fn = _forward if name == 'forward' else _backward
-        _COMPILED[name] = torch.compile(fn, fullgraph=True, dynamic=None)
+        _COMPILED[name] = torch.compile(_FUNCTIONS[name], fullgraph=True, dynamic=None)
     return _COMPILED[name]
 
 

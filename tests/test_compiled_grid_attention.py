@@ -126,3 +126,10 @@ def test_compiled_needs_a_grid():
         conv(x, torch.tensor([[0, 1], [1, 0]]), torch.randn(2, 3))
     with pytest.raises(ValueError, match="'path' must be one of"):
         LatentGNN(4, latent_dims=[2], path='compiled')
+
+
+def test_whole_module_traces_without_graph_breaks():
+    """A user's ``torch.compile(model)`` over a compiled-path LGA2d sees one graph."""
+    model = LGA2d(4, num_layers=2, path='compiled')
+    x = torch.randn(1, 4, 5, 6)
+    assert torch._dynamo.explain(model)(x).graph_break_count == 0
