@@ -37,42 +37,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .grid_attention import Offsets, _as_offsets, _padding, _shifted, grid_neighbor_mask
 from .lga_scores import normalize_dense
 
 __all__ = ['CompiledGridAttention', 'compiled_grid_attention']
 
-Offsets = Tuple[Tuple[int, int], ...]
-
-
-def _padding(offsets: Offsets) -> int:
-    return max(max(abs(dx), abs(dy)) for dx, dy in offsets)
-
 
 def _pad(t: Tensor, p: int) -> Tensor:
     """Zero-pad dims 1 and 2 of ``(B, H, W, G, X)``; inside a compiled function
-    inductor folds this into masked loads."""
+    inductor folds this into masked loads (no padded copy is made)."""
     return F.pad(t, (0, 0, 0, 0, p, p, p, p))
-
-
-def _valid(height: int, width: int, offsets: Offsets, device: torch.device) -> Tensor:
-    """``(H, W, 1, S)`` bool: whether the neighbour at each offset is inside."""
-    dx = torch.tensor([o[0] for o in offsets], device=device)
-    dy = torch.tensor([o[1] for o in offsets], device=device)
-    ny = torch.arange(height, device=device).view(-1, 1, 1) + dy
-    nx = torch.arange(width, device=device).view(1, -1, 1) + dx
-    inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-    return inside.unsqueeze(-2)
 
 
 def _forward(scores: Tensor, value: Tensor, offsets: Offsets, normalize: str,
              relu: bool) -> Tuple[Tensor, Tensor]:
     height, width = value.shape[1:3]
     p = _padding(offsets)
-    alpha = normalize_dense(scores, _valid(height, width, offsets, value.device), normalize)
+    valid = grid_neighbor_mask(height, width, offsets, value.device).unsqueeze(-2)
+    alpha = normalize_dense(scores, valid, normalize)
     vpad = _pad(value, p)
     out = value.new_zeros(())
     for t, (dx, dy) in enumerate(offsets):
-        out = out + alpha[..., t:t + 1] * vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]
+        out = out + alpha[..., t:t + 1] * _shifted(vpad, p, dx, dy, height, width)
     return (torch.relu(out) if relu else out), alpha
 
 
@@ -83,7 +69,7 @@ def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, val
     if out is not None:  # the fused ReLU's backward
         grad_out = torch.where(out > 0, grad_out, 0.0)
     vpad = _pad(value, p)
-    g = torch.stack([(grad_out * vpad[:, p + dy:p + dy + height, p + dx:p + dx + width]).sum(-1)
+    g = torch.stack([(grad_out * _shifted(vpad, p, dx, dy, height, width)).sum(-1)
                      for dx, dy in offsets], dim=-1)                 # d loss / d alpha
     if grad_alpha is not None:
         g = g + grad_alpha
@@ -94,8 +80,8 @@ def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, val
     gpad, apad = _pad(grad_out, p), _pad(alpha, p)
     grad_value = value.new_zeros(())
     for t, (dx, dy) in enumerate(offsets):  # pixel q is the neighbour at t of q - delta_t
-        rows, cols = slice(p - dy, p - dy + height), slice(p - dx, p - dx + width)
-        grad_value = grad_value + apad[:, rows, cols, :, t:t + 1] * gpad[:, rows, cols]
+        grad_value = grad_value + (_shifted(apad, p, -dx, -dy, height, width)[..., t:t + 1]
+                                   * _shifted(gpad, p, -dx, -dy, height, width))
     return grad_scores, grad_value
 
 
@@ -160,6 +146,5 @@ def compiled_grid_attention(scores: Tensor, value: Tensor, offsets: Sequence[Seq
         ``(out, alpha)`` as :func:`~graphattn.grid_attention.grid_attention`
         (``out`` after the ReLU when ``relu=True``).
     """
-    offsets = tuple((int(dx), int(dy)) for dx, dy in offsets)
-    return CompiledGridAttention.apply(scores.contiguous(), value.contiguous(), offsets,
-                                       normalize, relu)
+    return CompiledGridAttention.apply(scores.contiguous(), value.contiguous(),
+                                       _as_offsets(offsets), normalize, relu)
