@@ -22,9 +22,9 @@ inductor test compile C++ on the CPU (about a minute per configuration), so
 there they run through ``aot_eager`` instead (same functions, no code
 generation) and ``--device cuda`` runs inductor.
 
-The cases of bad input (mixed devices, indices out of range) are at the end of
-the module: on a GPU a device-side assert, which these tests exist to prevent,
-would spoil every CUDA test after it.
+The cases of bad input (mixed devices, indices out of range) come after the
+numerical ones: on a GPU a device-side assert, which these tests exist to prevent,
+would spoil every CUDA test after it. The torch.compile tests, the slowest, are last.
 """
 import copy
 
@@ -52,8 +52,10 @@ def exact_float32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def fresh_dynamo():
+    """For the compile tests only: a reset elsewhere would recompile the compiled grid
+    kernel in every test (seconds each with inductor on a GPU)."""
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
@@ -66,9 +68,18 @@ def compiled_kernel(device, monkeypatch):
     about a minute per configuration there (tests/test_compiled_grid_attention.py runs
     it). The autograd Function, the shapes and the layer's plumbing are the same."""
     if device.type == 'cpu':
+        # A fresh Dynamo cache per test: aot_eager recompiles in about a second, while
+        # the entries of earlier tests (other heads, dtypes) would make it trace the
+        # kernel with dynamic shapes, several times slower. On a GPU the cache is kept:
+        # there each inductor compile takes seconds.
+        torch._dynamo.reset()
         monkeypatch.setattr(compiled_grid_attention, '_COMPILED', {
             name: torch.compile(fn, backend='aot_eager', fullgraph=True)
             for name, fn in compiled_grid_attention._FUNCTIONS.items()})
+        yield
+        torch._dynamo.reset()
+    else:
+        yield
 
 
 def _active(module):
@@ -366,38 +377,6 @@ def test_autocast_within_the_stated_tolerance(device, compiled_kernel, case, dty
     _assert_autocast(_run(module, call, inputs, device, autocast=dtype), ref, dtype, case)
 
 
-# ------------------------------------------------------------ torch.compile --
-def _compile_cases():
-    x, pos, batch, table = _cloud()
-    torch.manual_seed(13)
-    return {
-        'LGA2d[fused]': (_lga2d('pair', 2), lambda m, x: m(x, path='fused'), [_map()]),
-        'LGA[table]': (_points_lga('pair', 2),
-                       lambda m, x, pos, t: m(x, pos=pos, neighbors=t), [x, pos, table]),
-        'LatentGNN[fused]': (_active(LatentGNN(6, latent_dims=[4], norm='layer')),
-                             lambda m, x, b: m(x, b, batch_size=2, max_num_nodes=14),
-                             [x, batch]),
-    }
-
-
-@pytest.mark.parametrize('case', ['LGA2d[fused]', 'LGA[table]', 'LatentGNN[fused]'])
-def test_compiles_on_the_device_without_graph_breaks_and_equals_eager(device, case):
-    """Dynamo captures one graph on the device; the compiled module (inductor on a GPU,
-    ``aot_eager`` on the CPU, where inductor's C++ compile takes minutes) gives the
-    float64 reference's values and gradients."""
-    module, call, inputs = _compile_cases()[case]
-    on = copy.deepcopy(module).to(device)
-    moved = [t.to(device).float() if t.is_floating_point() else t.to(device) for t in inputs]
-    explained = torch._dynamo.explain(lambda *a: call(on, *a))(*moved)
-    assert explained.graph_break_count == 0, explained.break_reasons
-    torch._dynamo.reset()
-    backend = 'inductor' if device.type == 'cuda' else 'aot_eager'
-    compiled = lambda m, *a: torch.compile(  # noqa: E731
-        lambda *b: call(m, *b), backend=backend, fullgraph=True)(*a)
-    ref = _reference(module, call, inputs)
-    _assert_parity(_run(module, compiled, inputs, device), ref, f'compiled {case}')
-
-
 # ---------------------------------------------------------------- bad input --
 def _other(device):
     """A second device: the CPU beside a GPU; on the CPU, 'meta' (tensors without
@@ -480,3 +459,39 @@ def test_out_of_range_indices_are_errors_not_device_asserts(device):
             fn()
     if device.type == 'cuda':
         torch.cuda.synchronize()   # a device-side assert would surface here
+
+
+# ------------------------------------------------------------ torch.compile --
+def _compile_cases():
+    x, pos, batch, table = _cloud()
+    torch.manual_seed(13)
+    return {
+        'LGA2d[fused]': (_lga2d('pair', 2), lambda m, x: m(x, path='fused'), [_map()]),
+        'LGA[table]': (_points_lga('pair', 2),
+                       lambda m, x, pos, t: m(x, pos=pos, neighbors=t), [x, pos, table]),
+        'LatentGNN[fused]': (_active(LatentGNN(6, latent_dims=[4], norm='layer')),
+                             lambda m, x, b: m(x, b, batch_size=2, max_num_nodes=14),
+                             [x, batch]),
+    }
+
+
+@pytest.mark.parametrize('case', ['LGA2d[fused]', 'LGA[table]', 'LatentGNN[fused]'])
+def test_compiles_on_the_device_without_graph_breaks_and_equals_eager(device, fresh_dynamo,
+                                                                       case):
+    """Dynamo captures one graph on the device; the compiled module gives the float64
+    reference's values and gradients. Backend: inductor for LGA2d on a GPU (Triton
+    kernels; compiling a whole module takes 25-85 s there, measured on 2026-11-30, so
+    one case); ``aot_eager`` otherwise (the traced forward and backward graphs, custom
+    autograd Functions included, without code generation; inductor's C++ build takes
+    minutes on a CPU). This test is last: it is the slowest."""
+    module, call, inputs = _compile_cases()[case]
+    on = copy.deepcopy(module).to(device)
+    moved = [t.to(device).float() if t.is_floating_point() else t.to(device) for t in inputs]
+    explained = torch._dynamo.explain(lambda *a: call(on, *a))(*moved)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    torch._dynamo.reset()
+    backend = 'inductor' if device.type == 'cuda' and case == 'LGA2d[fused]' else 'aot_eager'
+    compiled = lambda m, *a: torch.compile(  # noqa: E731
+        lambda *b: call(m, *b), backend=backend, fullgraph=True)(*a)
+    ref = _reference(module, call, inputs)
+    _assert_parity(_run(module, compiled, inputs, device), ref, f'compiled {case}')
