@@ -25,11 +25,11 @@ above what was allocated before the case. A case that runs out of memory or time
 a row with a note, never a crash; ``gpu_check.json`` and ``gpu_check.md`` are
 rewritten after every row, so a run stopped from outside still leaves what it did.
 
-The command for a session with a device (the ``run`` tool; docs/performance.md,
-"GPU check", has the same)::
+The call for a session with a device: the ``run`` tool with ``timeout_s=540`` (the
+check's 330 s, the interpreter's start, and room for inductor's first compiles) and this
+``command`` (docs/performance.md, "GPU check", has the same)::
 
-    run(command="nvidia-smi -L; PYTHONUNBUFFERED=1 ./tasks.sh gpu 2>&1 | tee $OUT/gpu_check.log",
-        timeout_s=540)
+    set -o pipefail; nvidia-smi -L; PYTHONUNBUFFERED=1 ./tasks.sh gpu 2>&1 | tee $OUT/gpu_check.log
 
 Rehearsal on the CPU (what ``tests/test_gpu_check.py`` runs in CI): ``--dry-run``
 takes one tiny size per row on the CPU and one timed pass, runs one of the CUDA
