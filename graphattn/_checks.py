@@ -138,7 +138,7 @@ def check_graph_tensors(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     what = ("the nodes of 'x'" if not isinstance(pos, (Tensor, tuple, list))
             else "the nodes of 'x' and the rows of 'pos'")
     if isinstance(neighbors, Tensor) and isinstance(pos_src, Tensor) and (
-            limits[0] < x_src.size(-2)) and not neighbors.is_floating_point():
+            limits[0] < x_src.size(-2)) and neighbors.dtype in (torch.long, torch.int):
         check_index_range('neighbors', neighbors.clamp(min=0), limits[0], what)
     if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided or (
             edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point()

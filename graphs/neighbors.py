@@ -37,8 +37,7 @@ from torch import Tensor
 
 from .distances import output_dtype, scaled_radius, times_power_of_two, working_points
 from .validation import (check_batch, check_bool, check_num_workers, check_positions,
-                         check_same_device,
-                         check_positive_float, check_positive_int)
+                         check_positive_float, check_positive_int, check_same_device)
 
 __all__ = ['nearest_neighbors', 'available_engines']
 
