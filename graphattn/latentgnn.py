@@ -10,7 +10,7 @@ from torch_geometric.data.data import BaseData
 
 from graphs.validation import check_batch, check_positive_int
 
-from ._checks import check_batch_size, check_features
+from ._checks import check_batch_size, check_features, check_same_device
 from .dense_layout import DenseLayout
 from .latentgnn_base import LatentGNNBase, Output
 from .norms import check_batch_norm_nodes
@@ -126,6 +126,7 @@ class LatentGNN(LatentGNNBase):
                        self.up.weight.dtype)
         n = x.size(0)
         check_batch_norm_nodes('x', n, self.norm, self.training)
+        check_same_device('x', x, batch=batch)   # first: the checks below read batch's data
         if not torch.compiler.is_compiling():   # check_batch reads the data: a device sync
             if batch is not None:
                 batch = check_batch(batch, n)

@@ -12,7 +12,7 @@ from torch_geometric.nn.dense.linear import Linear
 
 from graphs.validation import check_positive_int
 
-from ._checks import LGA_PATHS, check_features, check_flag, check_path
+from ._checks import LGA_PATHS, check_features, check_flag, check_path, check_same_device
 from ._repr import non_default_options
 from .lga_conv import LGAConv
 from .lga_graph import GridSpec, LGAGraph
@@ -277,6 +277,7 @@ class LGA(LGABase):
                                   or batch.numel() != x.size(-2)):
             raise ValueError(f"'batch' must have shape ({x.size(-2)},) "
                              f"(got {getattr(batch, 'shape', type(batch).__name__)})")
+        check_same_device('x', x, batch=batch)
         if batch is not None and (batch.is_floating_point() or batch.dtype == torch.bool):
             raise TypeError(f"'batch' must be an integer tensor (got {batch.dtype})")
         h = self.proj(x)

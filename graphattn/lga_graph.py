@@ -22,7 +22,7 @@ from graphs.grid import grid_edges, grid_stencil
 from graphs.point_cloud import relative_positions
 from graphs.point_graphs import neighbors_to_edge_index
 
-from ._checks import LGA_PATHS, check_path
+from ._checks import LGA_PATHS, check_graph_tensors, check_path
 from .adjacency import adjacency_to_edge_index, is_sparse_adjacency
 
 __all__ = ['LGAGraph', 'prepare_graph', 'GridSpec', 'DEFAULT_OFFSETS']
@@ -187,6 +187,7 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     if len(given) != 1:
         raise ValueError("pass the graph as exactly one of 'edge_index' (2, E) or adj_t, "
                          f"'neighbors' (N, K) or 'grid' (H, W) (got {given or 'none'})")
+    check_graph_tensors(x_src, x_dst, edge_index, edge_attr, pos, neighbors, flow)
     num_src, num_dst = x_src.size(-2), x_dst.size(-2)
     if grid is not None:
         if x_src is not x_dst:

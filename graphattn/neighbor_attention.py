@@ -191,7 +191,8 @@ class NeighborWeightedSum(torch.autograd.Function):
                 parts.append((gathered @ g.unsqueeze(-1)).squeeze(-1))
             if grad_value is not None:
                 contrib = alpha[:, start:stop].unsqueeze(-1) * g.unsqueeze(-2)  # (B, n, K, C)
-                grad_value.index_add_(1, index[start:stop].reshape(-1), contrib.flatten(1, 2))
+                grad_value.index_add_(1, index[start:stop].reshape(-1),   # autocast: alpha
+                                      contrib.flatten(1, 2).to(grad_value.dtype))  # is fp32
         if need_alpha:
             grad_alpha = torch.cat(parts, dim=1) if parts else alpha.new_zeros(alpha.shape)
         if grad_value is not None:

@@ -18,7 +18,7 @@ from torch import Tensor
 from .neighbors import self_table
 from .validation import (check_batch, check_bool, check_edge_index, check_flow,
                          check_num_workers, check_positions, check_positive_float,
-                         check_positive_int)
+                         check_positive_int, check_same_device)
 
 __all__ = ['knn_graph', 'radius_graph', 'neighbors_to_edge_index', 'to_neighbor_table']
 
@@ -89,11 +89,9 @@ def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
 
 
 def _prepare(x: Tensor, batch: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    check_same_device('x', x, batch=batch)   # before check_batch reads the data
     x = check_positions('x', x, batch)
-    batch = check_batch(batch, x.size(0))
-    if batch is not None and batch.device != x.device:
-        raise ValueError(f"'batch' is on {batch.device} but 'x' is on {x.device}")
-    return x, batch
+    return x, check_batch(batch, x.size(0))
 
 
 def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = False,
