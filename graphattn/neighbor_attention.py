@@ -149,7 +149,9 @@ class NeighborWeightedSum(torch.autograd.Function):
     block at all): the forward ``A @ value``, the weights' gradient
     ``(grad_out @ value^T)`` sampled at the table
     (:func:`torch.sparse.sampled_addmm`) and the values' gradient ``A^T @
-    grad_out`` (one sort of the table per backward gives ``A^T``). Elsewhere,
+    grad_out`` (one sort of the table per backward gives ``A^T``); a table that
+    repeats a neighbour in a row gets the weights' gradient by gathering instead
+    (sampled_addmm needs distinct columns per row). Elsewhere,
     and for a double backward, it gathers chunk by chunk of ``chunk_size``
     centres with dense, differentiable operations.
     """
@@ -177,7 +179,7 @@ class NeighborWeightedSum(torch.autograd.Function):
         # are not differentiable, the dense path is.
         if ctx.sparse and not torch.is_grad_enabled():
             grad_alpha, grad_value = _sparse_backward(alpha, value, index, grad_out.contiguous(),
-                                                      need_alpha, need_value)
+                                                      need_alpha, need_value, ctx.chunk_size)
             return grad_alpha, grad_value, None, None
         grad_alpha = grad_value = None
         parts = []
@@ -199,19 +201,59 @@ class NeighborWeightedSum(torch.autograd.Function):
         return grad_alpha, grad_value, None, None
 
 
+def _repeats_in_a_row(index: Tensor) -> bool:
+    """Whether a row of the table lists one column twice."""
+    if index.size(1) < 2:
+        return False
+    ordered = index.sort(dim=1).values
+    return bool((ordered[:, 1:] == ordered[:, :-1]).any())
+
+
+def _gathered_grad_alpha(value: Tensor, index: Tensor, grad_out: Tensor,
+                         chunk_size: int) -> Tensor:
+    """``grad_alpha[b, i, k] = grad_out[b, i] . value[b, index[i, k]]``, chunk by chunk."""
+    padded = _with_zero_row(value)
+    return torch.cat([(_gather(padded, index[start:stop])
+                       @ grad_out[:, start:stop].unsqueeze(-1)).squeeze(-1)
+                      for start, stop in _spans(index.size(0), chunk_size)], dim=1)
+
+
+def _distinct_padding(index: Tensor, num_rows: int) -> Tensor:
+    """``index`` with padding (``num_rows``) in column ``k`` pointing at zero row
+    ``num_rows + k``: never twice in a row, unlike the one shared zero row."""
+    slot = torch.arange(num_rows, num_rows + index.size(1), device=index.device,
+                        dtype=index.dtype)
+    return torch.where(index < num_rows, index, slot)
+
+
+def _sampled_grad_alpha(value: Tensor, index: Tensor, grad_out: Tensor,
+                        chunk_size: int) -> Tensor:
+    """``grad_out @ value^T`` at the table's entries (:func:`torch.sparse.sampled_addmm`).
+
+    sampled_addmm needs distinct columns in a row: with a repeat it fails for some
+    patterns (``torch.copy_: only sparse compressed tensors with the same number of
+    specified elements``). Padding gets one zero row per column, so padded rows keep
+    the sparse product; a table that repeats a real neighbour (a ball query padded by
+    repetition, duplicate edges) takes the gathering product instead."""
+    m, k = value.size(1), index.size(1)
+    cols = _distinct_padding(index, m)
+    if _repeats_in_a_row(cols):
+        return _gathered_grad_alpha(value, index, grad_out, chunk_size)
+    padded = torch.cat([value, value.new_zeros(value.size(0), k, value.size(2))], dim=1)
+    pattern = _csr(cols, value.new_zeros(index.shape), m + k)    # its values are ignored
+    return _stack([torch.sparse.sampled_addmm(pattern, g, p.t(), beta=0.0).values()
+                   .view(index.shape) for g, p in zip(grad_out, padded)])
+
+
 def _sparse_backward(alpha: Tensor, value: Tensor, index: Tensor, grad_out: Tensor,
-                     need_alpha: bool, need_value: bool
+                     need_alpha: bool, need_value: bool, chunk_size: int
                      ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """The gradients of :class:`NeighborWeightedSum` as CSR products."""
     grad_alpha = grad_value = None
     rows = value.size(1) + 1                                          # + the zero row
     if need_alpha:
-        # (grad_out @ value^T) at the table's entries; the pattern's values are ignored.
-        pattern = _csr(index, alpha.new_zeros(index.shape), rows)
-        grad_alpha = _stack([
-            torch.sparse.sampled_addmm(pattern, g, p.t(), beta=0.0).values().view(index.shape)
-            for g, p in zip(grad_out, _with_zero_row(value))])
-    if need_value:
+        grad_alpha = _sampled_grad_alpha(value, index, grad_out, chunk_size)
+    if need_value:   # repeated columns add up in a CSR product: no special case here
         crow, col, perm = _transposed_csr(index, rows)
         grad_value = _stack([
             _csr_tensor(crow, col, a.reshape(-1)[perm], (rows, index.size(0))) @ g
