@@ -87,3 +87,20 @@ def test_weighted_sum_kernel_with_repeated_columns_equals_brute_force(num_nodes,
     ref_grads = torch.autograd.grad((ref * w).sum(), (alpha, value))
     for got, want in zip(grads, ref_grads):
         torch.testing.assert_close(got, want)
+
+
+# --- 6. source indices of to_neighbor_table ---------------------------------------------------
+
+def test_to_neighbor_table_rejects_sources_beyond_num_nodes():
+    with pytest.raises(ValueError, match='source index'):
+        graphs.to_neighbor_table(torch.tensor([[7, 1], [0, 1]]), num_nodes=2)
+    with pytest.raises(ValueError, match='source index'):
+        graphs.to_neighbor_table(torch.tensor([[7, 1], [0, 1]]), size=(3, 2))
+
+
+def test_to_neighbor_table_counts_nodes_as_pyg_does():
+    # A node that only sends still is a node: one row (empty) for it, as maybe_num_nodes.
+    table, _ = graphs.to_neighbor_table(torch.tensor([[3, 1], [0, 1]]))
+    assert table.tolist() == [[3], [1], [-1], [-1]]
+    table, _ = graphs.to_neighbor_table(torch.tensor([[3, 1], [0, 1]]), size=(4, 2))
+    assert table.tolist() == [[3], [1]]
