@@ -141,7 +141,9 @@ def _edges(edge_index: Any) -> Tensor:
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape (2, E) (got shape "
                          f"{tuple(edge_index.shape)})")
-    return edge_index
+    # int32 indices (EdgeIndex, pyg-lib) are valid input, but index_fill_ and torch's
+    # scatter kernels under PyG's softmax take int64 only: one conversion per forward.
+    return edge_index.long()
 
 
 def _warn_without_self(num_nodes: int, has_self: Tensor) -> None:
@@ -159,6 +161,42 @@ def _warn_without_self(num_nodes: int, has_self: Tensor) -> None:
                       "torch_geometric.utils.add_self_loops)", UserWarning, stacklevel=4)
 
 
+def _check_pos(pos: Union[Tensor, PairTensor], num_src: int, num_dst: int) -> None:
+    # One position per node, shared by a batch x (B, N, C): the batch shares one graph,
+    # its edge attributes included, so (B, N, D) positions have no meaning here.
+    pos_src, pos_dst = _pair(pos)
+    names = ('pos', 'pos') if isinstance(pos, Tensor) else ('pos[0]', 'pos[1]')
+    for name, p, n in ((names[0], pos_src, num_src), (names[1], pos_dst, num_dst)):
+        if isinstance(p, Tensor) and p.dim() == 2 and p.size(0) == n and p.is_floating_point():
+            continue
+        got = tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__
+        hint = ''
+        if isinstance(p, Tensor) and p.dim() == 3:
+            hint = (". x of shape (B, N, C) shares one graph across the batch, edge attributes "
+                    "included; for positions per sample pass the samples as one graph (a PyG "
+                    "Batch: x (B*N, C), pos (B*N, D), the graphs' edges offset)")
+        raise ValueError(f"'{name}' must have shape (N, D) = ({n}, D), floating point: one "
+                         f"position per node, shared by the batch (got {got}){hint}")
+
+
+def _num_targets(x_dst: Optional[Tensor], size: Optional[Tuple[int, int]], edge_index: Any,
+                 neighbors: Any, flow: str) -> int:
+    """The number of target nodes: ``x_dst``'s, else ``size[1]``, else what the graph
+    holds (as PyG counts them for ``(x_src, None)``: one more than the largest target)."""
+    if x_dst is not None:
+        return x_dst.size(-2)
+    if size is not None:
+        return int(size[1])
+    if isinstance(neighbors, Tensor) and neighbors.dim() == 2:
+        return neighbors.size(0)
+    if is_sparse_adjacency(edge_index):
+        return int(edge_index.size(0))
+    if isinstance(edge_index, Tensor) and edge_index.dim() == 2 and edge_index.size(0) == 2:
+        centre = edge_index[1] if flow == 'source_to_target' else edge_index[0]
+        return int(centre.max()) + 1 if centre.numel() else 0
+    return 0   # the graph is reported as invalid by its own check
+
+
 def _relative(pos: Union[Tensor, PairTensor], edge_index: Tensor, flow: str) -> Tensor:
     # pos[j] - pos[i] for the edge j -> i: with flow='target_to_source' the
     # neighbour j is row 1 and the centre i row 0.
@@ -168,7 +206,7 @@ def _relative(pos: Union[Tensor, PairTensor], edge_index: Tensor, flow: str) -> 
     return relative_positions(pos, edge_index)
 
 
-def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
+def prepare_graph(x_src: Tensor, x_dst: Optional[Tensor], edge_index: Any = None,
                   edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
                   pos: Union[Tensor, PairTensor, None] = None, neighbors: Any = None,
                   grid: Optional[GridSpec] = None, *, edge_dim: int, path: str = 'auto',
@@ -179,7 +217,9 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     ``neighbors`` and ``grid`` must be given. ``'auto'`` runs the fused kernel
     for a table or a grid and message passing for an edge list;
     ``'message_passing'`` turns a table or a grid into its edge list;
-    ``'fused'`` needs a table or a grid, ``'compiled'`` a grid.
+    ``'fused'`` needs a table or a grid, ``'compiled'`` a grid. ``x_dst`` may be
+    :obj:`None` (targets without features): their number is then ``size[1]``, the
+    table's rows or, for an edge list, one more than the largest target.
     """
     path = check_path(path, LGA_PATHS)
     given = [name for name, value in (('edge_index', edge_index), ('neighbors', neighbors),
@@ -187,7 +227,12 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     if len(given) != 1:
         raise ValueError("pass the graph as exactly one of 'edge_index' (2, E) or adj_t, "
                          f"'neighbors' (N, K) or 'grid' (H, W) (got {given or 'none'})")
-    num_src, num_dst = x_src.size(-2), x_dst.size(-2)
+    num_src = x_src.size(-2)
+    num_dst = _num_targets(x_dst, size, edge_index, neighbors, flow)
+    if x_dst is None and size is None and grid is None:
+        size = (num_src, num_dst)
+    if pos is not None and edge_attr is None and grid is None:
+        _check_pos(pos, num_src, num_dst)
     if grid is not None:
         if x_src is not x_dst:
             raise ValueError("'grid' graphs are not bipartite: pass one 'x' of shape (B, H*W, C)")

@@ -89,6 +89,104 @@ def test_weighted_sum_kernel_with_repeated_columns_equals_brute_force(num_nodes,
         torch.testing.assert_close(got, want)
 
 
+# --- 2. batched positions -------------------------------------------------------------------
+
+@pytest.mark.parametrize('graph', ['neighbors', 'edge_index'])
+def test_batched_positions_raise_an_error_naming_the_accepted_shapes(graph):
+    lga = LGA(4, 8, 1, edge_dim=2, edge_encoder='mlp')
+    x, pos = torch.randn(3, 5, 4), torch.randn(3, 5, 2)
+    table = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]])
+    kwargs = ({'neighbors': table} if graph == 'neighbors'
+              else {'edge_index': table_edges(table)})
+    with pytest.raises(ValueError, match=r"'pos' must have shape \(N, D\) = \(5, D\).*"
+                                         r"shared by the batch"):
+        lga(x, pos=pos, **kwargs)
+
+
+def test_positions_of_the_wrong_length_name_pos():
+    conv = LGAConv(4, 4, 2, edge_encoder='mlp')
+    with pytest.raises(ValueError, match=r"'pos' must have shape \(N, D\) = \(5, D\)"):
+        conv(torch.randn(5, 4), neighbors=torch.zeros(5, 2, dtype=torch.long),
+             pos=torch.randn(4, 2))
+
+
+# --- 3. int32 indices -----------------------------------------------------------------------
+
+@pytest.mark.parametrize('wrap', ['tensor', 'EdgeIndex'])
+def test_int32_edge_index_equals_int64(wrap):
+    torch.manual_seed(3)
+    pos, x = torch.randn(9, 2, dtype=DT), torch.randn(9, 4, dtype=DT)
+    ei = graphs.knn_graph(pos, 3, loop=True)
+    ei32 = ei.int() if wrap == 'tensor' else EdgeIndex(ei.int(), sparse_size=(9, 9))
+    conv = LGAConv(4, 4, 2, heads=2, edge_encoder='mlp').double()
+    out, (_, alpha) = conv(x, ei32, pos=pos, return_attention_weights=True)
+    ref, (_, ref_alpha) = conv(x, ei, pos=pos, return_attention_weights=True)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(alpha, ref_alpha)
+    lga = LGA(4, 4, 2, edge_dim=2, edge_encoder='mlp').double()
+    torch.testing.assert_close(lga(x, ei32, pos=pos), lga(x, ei, pos=pos))
+
+
+# --- 4. attention weights of a torch.sparse adj_t -------------------------------------------
+
+@pytest.mark.parametrize('layout', ['coo', 'csr'])
+def test_sparse_adjacency_attention_has_gatconvs_structure(layout):
+    # GATConv (PyG 2.8) returns (set_sparse_value(adj_t, alpha), alpha) for a torch.sparse
+    # adj_t: the adjacency carrying the weights, then the weights. LGAConv does the same.
+    torch.manual_seed(4)
+    ei = torch.tensor([[0, 1, 2, 3, 4, 1, 3], [0, 1, 2, 3, 4, 0, 2]])
+    adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(7), (5, 5)).coalesce()
+    adj = adj if layout == 'coo' else adj.to_sparse_csr()
+    x = torch.randn(5, 4)
+    _, gat = GATConv(4, 4, heads=2)(x, adj, return_attention_weights=True)
+    _, lga = LGAConv(4, 4, 2, heads=2)(x, adj, torch.randn(7, 2),
+                                       return_attention_weights=True)
+    assert isinstance(gat, tuple) and isinstance(lga, tuple) and len(lga) == len(gat) == 2
+    for got, want in zip(lga, gat):
+        assert got.layout == want.layout and got.shape == want.shape
+    assert torch.equal(lga[0].to_dense().sum(-1) > 0, adj.to_dense() > 0)
+    dense = lga[0].to_dense()
+    rows, cols = adj.to_sparse_coo().coalesce().indices()
+    torch.testing.assert_close(dense[rows, cols], lga[1])
+
+
+# --- 5. bipartite input without target features ---------------------------------------------
+
+def _bipartite(seed=5):
+    g = torch.Generator().manual_seed(seed)
+    x_src = torch.randn(6, 4, generator=g, dtype=DT)
+    ei = torch.tensor([[0, 1, 2, 3, 4, 5, 5, 2], [0, 0, 1, 1, 2, 2, 0, 0]])   # target 3: none
+    return x_src, ei, torch.randn(ei.size(1), 2, generator=g, dtype=DT)
+
+
+@pytest.mark.parametrize('batched', [False, True])
+def test_target_without_features_on_every_graph_form(batched):
+    torch.manual_seed(5)
+    x_src, ei, attr = _bipartite()
+    conv = LGAConv((4, 7), 3, 2, heads=2, score='neighbor', edge_encoder='mlp').double()
+    ref, ref_alpha = brute_force(conv, x_src, None, ei, attr, num_dst=4)
+    xs = x_src.expand(2, -1, -1) if batched else x_src
+    out, (_, alpha) = conv((xs, None), ei, attr, size=(6, 4), return_attention_weights=True)
+    torch.testing.assert_close(out, ref.expand_as(out))
+    torch.testing.assert_close(alpha, ref_alpha.expand_as(alpha))
+    table, edge_id = graphs.to_neighbor_table(ei, size=(6, 4))
+    table_attr = torch.where((edge_id >= 0).unsqueeze(-1), attr[edge_id], 0.0)
+    torch.testing.assert_close(conv((xs, None), neighbors=table, edge_attr=table_attr), out)
+    adj = torch.sparse_coo_tensor(ei.flip(0), attr, (4, 6, 2)).coalesce()
+    out_adj = conv((xs, None), adj)
+    assert out_adj.shape == out.shape
+    # Without 'size' the targets are the ones the edges reach, as PyG counts them.
+    assert conv((xs, None), ei, attr).size(-2) == 3
+
+
+@pytest.mark.parametrize('score', ['center', 'pair'])
+def test_target_without_features_names_the_reading_that_needs_them(score):
+    x_src, ei, attr = _bipartite()
+    conv = LGAConv((4, 7), 3, 2, score=score).double()
+    with pytest.raises(ValueError, match=f"score='{score}'.*target"):
+        conv((x_src, None), ei, attr, size=(6, 4))
+
+
 # --- 6. source indices of to_neighbor_table ---------------------------------------------------
 
 def test_to_neighbor_table_rejects_sources_beyond_num_nodes():
