@@ -202,3 +202,21 @@ def test_to_neighbor_table_counts_nodes_as_pyg_does():
     assert table.tolist() == [[3], [1], [-1], [-1]]
     table, _ = graphs.to_neighbor_table(torch.tensor([[3, 1], [0, 1]]), size=(4, 2))
     assert table.tolist() == [[3], [1]]
+
+
+# --- 7. LatentGNN on sparse cloud ids ---------------------------------------------------------
+
+@pytest.mark.parametrize('path', ['fused', 'message_passing'])
+def test_latentgnn_renumbers_sparse_cloud_ids(path):
+    torch.manual_seed(7)
+    model = LatentGNN(8, 4, path=path).double()
+    with torch.no_grad():
+        model.gamma.fill_(1.0)
+    x = torch.randn(5, 8, dtype=DT)
+    sparse = torch.tensor([0, 0, 2 ** 40, 2 ** 40, 2 ** 62])
+    dense = torch.tensor([0, 0, 1, 1, 2])
+    out, assignments = model(x, sparse, return_assignments=True)
+    ref, ref_assignments = model(x, dense, return_assignments=True)
+    torch.testing.assert_close(out, ref)
+    for got, want in zip(assignments[0], ref_assignments[0]):
+        torch.testing.assert_close(got, want)
