@@ -407,7 +407,8 @@ class LGAConv(MessagePassing):
             out, alpha = grid_attention(scores, as_map(v), graph.offsets, self.normalize)
         return out.view(b, height * width, *out.shape[-2:]), alpha
 
-    def _table(self, x_src: Tensor, x_dst: Optional[Tensor], graph: LGAGraph) -> Tuple[Tensor, Tensor]:
+    def _table(self, x_src: Tensor, x_dst: Optional[Tensor], graph: LGAGraph
+               ) -> Tuple[Tensor, Tensor]:
         q, k, v = self._terms(x_src, x_dst)
         table = graph.neighbors
         chunk = self.chunk_size or default_chunk_size(
