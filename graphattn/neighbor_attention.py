@@ -331,6 +331,8 @@ def _chunk_attr(attr: Union[Tensor, Tuple[Tensor, Tensor, Tensor]], dtype: torch
         return attr.to(dtype)
     idx, pos_src, pos_dst = attr
     n, k = idx.shape   # index_select: about twice as fast as advanced indexing here
+    if pos_src.size(0) == 0:   # no sources (a query against an empty set): all padding
+        return pos_dst.new_zeros(n, k, pos_dst.size(-1)).to(dtype)
     rel = pos_src.index_select(0, idx.clamp(min=0).reshape(-1)).view(n, k, pos_src.size(-1)) \
         - pos_dst.unsqueeze(1)
     return torch.where((idx >= 0).unsqueeze(-1), rel, rel.new_zeros(())).to(dtype)

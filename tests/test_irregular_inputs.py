@@ -179,6 +179,20 @@ def test_target_without_features_on_every_graph_form(batched):
     assert conv((xs, None), ei, attr).size(-2) == 3
 
 
+def test_bipartite_table_without_any_source_gives_zero_messages():
+    # A radius query against an empty set: every row is padding.
+    conv = LGAConv((4, 3), 3, 2, score='center', edge_encoder='mlp').double()
+    x_src = torch.randn(0, 4, dtype=DT, requires_grad=True)
+    x_dst = torch.randn(3, 3, dtype=DT, requires_grad=True)
+    pos = (torch.randn(0, 2, dtype=DT), torch.randn(3, 2, dtype=DT))
+    out = conv((x_src, x_dst), neighbors=torch.full((3, 2), -1), pos=pos)
+    ref = conv((x_src, x_dst), torch.zeros(2, 0, dtype=torch.long), pos=pos, size=(0, 3))
+    torch.testing.assert_close(out, ref)
+    assert torch.equal(out, torch.zeros(3, 3, dtype=DT))
+    out.sum().backward()
+    assert torch.equal(x_dst.grad, torch.zeros_like(x_dst))
+
+
 @pytest.mark.parametrize('score', ['center', 'pair'])
 def test_target_without_features_names_the_reading_that_needs_them(score):
     x_src, ei, attr = _bipartite()
