@@ -339,8 +339,9 @@ class LGAConv(MessagePassing):
             size ((int, int), optional): Numbers of source and target nodes.
             return_attention_weights (bool, optional): Also return the
                 attention weights (see Shapes). (default: :obj:`False`)
-            pos (Tensor, optional): Node positions; when ``edge_attr`` is
-                :obj:`None` it is ``pos[j] - pos[i]``.
+            pos (Tensor, optional): Node positions ``(N, D)``, or ``(B, N, D)``
+                with ``x`` ``(B, N, C)`` (one set per sample); when
+                ``edge_attr`` is :obj:`None` it is ``pos[j] - pos[i]``.
             neighbors (LongTensor, optional): The graph as an ``(N, K)``
                 neighbour table (row ``i``: the neighbours of centre ``i``,
                 ``-1`` padding).

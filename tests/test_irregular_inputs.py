@@ -21,12 +21,13 @@ def _grads(module, *inputs):
     return [t.grad for t in inputs] + [p.grad for p in module.parameters()]
 
 
-def _run(module, x, pos, **graph):
+def _run(module, x, pos, weight=None, **graph):
     module.zero_grad()
     x = x.clone().requires_grad_()
     pos = pos.clone().requires_grad_()
     out = module(x, pos=pos, **graph)
-    (out * torch.arange(out.numel(), dtype=DT).view_as(out).sin()).sum().backward()
+    weight = torch.arange(out.numel(), dtype=DT).view_as(out).sin() if weight is None else weight
+    (out * weight).sum().backward()
     return out, _grads(module, x, pos)
 
 
@@ -91,16 +92,37 @@ def test_weighted_sum_kernel_with_repeated_columns_equals_brute_force(num_nodes,
 
 # --- 2. batched positions -------------------------------------------------------------------
 
+@pytest.mark.parametrize('score', ['center', 'neighbor', 'pair'])
 @pytest.mark.parametrize('graph', ['neighbors', 'edge_index'])
-def test_batched_positions_raise_an_error_naming_the_accepted_shapes(graph):
-    lga = LGA(4, 8, 1, edge_dim=2, edge_encoder='mlp')
-    x, pos = torch.randn(3, 5, 4), torch.randn(3, 5, 2)
-    table = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]])
+def test_positions_per_sample_equal_one_run_per_sample(graph, score):
+    torch.manual_seed(2)
+    lga = LGA(4, 6, 2, edge_dim=2, heads=2, score=score, edge_encoder='mlp').double()
+    x, pos = torch.randn(3, 5, 4, dtype=DT), torch.randn(3, 5, 2, dtype=DT)
+    table = torch.tensor([[0, 1], [1, 2], [2, 3], [3, -1], [4, 0]])
     kwargs = ({'neighbors': table} if graph == 'neighbors'
               else {'edge_index': table_edges(table)})
+    weight = torch.randn(3, 5, 10, dtype=DT)
+    out, grads = _run(lga, x, pos, weight, **kwargs)
+    param_grads = [torch.zeros_like(g) for g in grads[2:]]
+    for b in range(3):
+        ref, ref_grads = _run(lga, x[b], pos[b], weight[b], **kwargs)
+        torch.testing.assert_close(out[b], ref)
+        torch.testing.assert_close(grads[0][b], ref_grads[0])         # x
+        torch.testing.assert_close(grads[1][b], ref_grads[1])         # pos
+        param_grads = [a + g for a, g in zip(param_grads, ref_grads[2:])]
+    for got, want in zip(grads[2:], param_grads):                      # summed over samples
+        torch.testing.assert_close(got, want)
+
+
+def test_positions_per_sample_need_a_batched_x():
+    lga = LGA(4, 8, 1, edge_dim=2, edge_encoder='mlp')
     with pytest.raises(ValueError, match=r"'pos' must have shape \(N, D\) = \(5, D\).*"
-                                         r"shared by the batch"):
-        lga(x, pos=pos, **kwargs)
+                                         r"need x of shape \(B, N, C\)"):
+        lga(torch.randn(5, 4), pos=torch.randn(3, 5, 2),
+            neighbors=torch.zeros(5, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(B, N, D\) = \(3, 5, D\)"):
+        lga(torch.randn(3, 5, 4), pos=torch.randn(2, 5, 2),
+            neighbors=torch.zeros(5, 1, dtype=torch.long))
 
 
 def test_positions_of_the_wrong_length_name_pos():

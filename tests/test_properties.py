@@ -6,10 +6,11 @@ holding only the node itself (self-loop-only nodes), rows repeating one neighbou
 query padded by repetition, or duplicate edges) and nodes no row reads (isolated). Each
 graph runs through the table kernel and through message passing on its edge list (int32
 or int64 indices) with ``(N, C)``, ``(B, N, C)``, bipartite ``(x_src, x_dst)`` and
-``(x_src, None)`` features (bipartite sources possibly none at all), every score reading,
-1-3 heads and both normalisations, and is checked in float64 against
-:func:`lga_reference.brute_force` (a Python loop over the edges): outputs, attention
-weights and the gradients of features, positions, edge attributes and parameters. LatentGNN is checked against a graph-by-graph reference for
+``(x_src, None)`` features (bipartite sources possibly none at all; positions shared by
+a batch or one set per sample), every score reading, 1-3 heads and both normalisations,
+and is checked in float64 against :func:`lga_reference.brute_force` (a Python loop over
+the edges): outputs, attention weights and the gradients of features, positions, edge
+attributes and parameters. LatentGNN is checked against a graph-by-graph reference for
 random batch vectors (gaps, ids up to ``2**62``, single-node clouds); an unsorted one must
 raise a clear error.
 
@@ -88,13 +89,14 @@ def tables(draw, num_src: int, num_dst: int):
 
 @st.composite
 def lga_cases(draw):
-    form = draw(st.sampled_from(['plain', 'batched', 'bipartite', 'bipartite_none']))
+    form = draw(st.sampled_from(['plain', 'batched', 'batched', 'bipartite', 'bipartite_none']))
     num_dst = draw(st.integers(1, 5))
     num_src = draw(st.integers(0, 5)) if form.startswith('bipartite') else num_dst
     return dict(
         form=form, num_src=num_src, num_dst=num_dst,
         table=draw(tables(num_src, num_dst)),
-        batch=draw(st.integers(1, 2)) if form == 'batched' else None,
+        batch=draw(st.integers(1, 3)) if form == 'batched' else None,
+        pos_per_sample=form == 'batched' and draw(st.booleans()),
         score='neighbor' if form == 'bipartite_none' else draw(
             st.sampled_from(['center', 'neighbor', 'pair'])),
         heads=draw(st.integers(1, 3)), concat=draw(st.booleans()),
@@ -115,7 +117,8 @@ def _inputs(case):
              'bipartite': torch.randn(case['num_dst'], 3, generator=g, dtype=DT)}[case['form']]
     pos = table_attr = None
     if case['encoder'] == 'mlp':
-        pos = torch.randn(case['num_src'], 2, generator=g, dtype=DT)
+        pos = torch.randn(*(lead if case['pos_per_sample'] else ()), case['num_src'], 2,
+                          generator=g, dtype=DT)
         if case['form'].startswith('bipartite'):
             pos = (pos, torch.randn(case['num_dst'], 2, generator=g, dtype=DT))
     else:
@@ -133,8 +136,8 @@ def _edge_attr(case, pos, table_attr, edges):
         valid = case['table'] >= 0
         return table_attr[valid]
     pos_src, pos_dst = pos if isinstance(pos, tuple) else (pos, pos)
-    return torch.stack([pos_src[j] - pos_dst[i] for j, i in edges.t().tolist()]) \
-        if edges.size(1) else pos_src.new_zeros(0, 2)
+    return torch.stack([pos_src[..., j, :] - pos_dst[..., i, :] for j, i in edges.t().tolist()],
+                       dim=-2) if edges.size(1) else pos_src.new_zeros(*pos_src.shape[:-2], 0, 2)
 
 
 def _conv(case):
@@ -164,7 +167,7 @@ def _close(got, want, what):
     torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9, msg=lambda m: f'{what}: {m}')
 
 
-@_settings(100)
+@_settings(150)
 @given(lga_cases())
 def test_lga_conv_paths_equal_brute_force(case):
     conv = _conv(case)
@@ -175,9 +178,10 @@ def test_lga_conv_paths_equal_brute_force(case):
 
     # The reference: one brute-force loop per batch entry.
     bipartite = case['form'].startswith('bipartite')
-    refs = [brute_force(conv, xs, x_dst if bipartite else xs, edges, attr,
-                        num_dst=case['num_dst'])
-            for xs in (x_src if case['batch'] else [x_src])]
+    per_sample = case['pos_per_sample'] and case['encoder'] == 'mlp'
+    refs = [brute_force(conv, xs, x_dst if bipartite else xs, edges,
+                        attr[b] if per_sample else attr, num_dst=case['num_dst'])
+            for b, xs in enumerate(x_src if case['batch'] else [x_src])]
     ref = torch.stack([r[0] for r in refs]) if case['batch'] else refs[0][0]
     ref_alpha = torch.stack([r[1] for r in refs]) if case['batch'] else refs[0][1]
     ref_grads = _grads(conv, ref, leaves)
