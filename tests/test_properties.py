@@ -32,7 +32,10 @@ code, the module run at its default size, then reverted; issue 23's report has t
   ``_transposed_csr`` (values' gradient sent to the wrong centre): both LGA tests
   (``table: gradient 0``);
 * every batch entry given the first one's product (``_stack``): both LGA tests
-  (``table: values``).
+  (``table: values``);
+* per-sample positions encoded with the first sample's offsets only (the centre
+  reading's einsum): ``test_lga_conv_paths_equal_brute_force`` in the long run (600
+  examples) and, at every size, ``test_irregular_inputs.py``'s per-sample test.
 
 Two mutations survive, both equivalent in practice: dropping only the gathering fallback
 for rows that repeat a neighbour (with one zero row per padding column a row never holds
