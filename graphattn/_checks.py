@@ -114,7 +114,7 @@ def check_batch_size(batch: Tensor, batch_size: Optional[int], name: str = 'batc
 
 def check_graph_tensors(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
                         edge_attr: Any = None, pos: Any = None, neighbors: Any = None,
-                        flow: str = 'source_to_target') -> None:
+                        flow: str = 'source_to_target', num_dst: Optional[int] = None) -> None:
     """The device and index checks of one graph given to an LGA layer, before any kernel.
 
     Every tensor must be on the features' device (an error naming both
@@ -128,13 +128,16 @@ def check_graph_tensors(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     are fewer than the nodes a table may name. Shapes and dtypes are left to
     the form's own checks, which run after this and name what is wrong.
     """
-    check_same_device('x', x_dst, x_src=None if x_src is x_dst else x_src,
-                      edge_index=edge_index, edge_attr=edge_attr, pos=pos, neighbors=neighbors)
+    check_same_device('x', x_src if x_dst is None else x_dst,
+                      x_src=None if x_src is x_dst else x_src, edge_index=edge_index,
+                      edge_attr=edge_attr, pos=pos, neighbors=neighbors)
     pos_src, pos_dst = (pos, pos) if not isinstance(pos, (tuple, list)) else tuple(pos)
-    limits = [x_src.size(-2), x_dst.size(-2)]                 # sources, centres
+    # Sources, centres; (x_src, None) has no x_dst: its count comes from the graph.
+    limits = [x_src.size(-2), x_dst.size(-2) if x_dst is not None else num_dst]
     for i, p in enumerate((pos_src, pos_dst)):
-        if isinstance(p, Tensor) and p.dim() >= 1 and p.size(0) < limits[i]:
-            limits[i] = p.size(0)
+        rows = p.size(-2) if isinstance(p, Tensor) and p.dim() >= 2 else None  # (N|B, N, D)
+        if rows is not None and limits[i] is not None and rows < limits[i]:
+            limits[i] = rows
     what = ("the nodes of 'x'" if not isinstance(pos, (Tensor, tuple, list))
             else "the nodes of 'x' and the rows of 'pos'")
     if isinstance(neighbors, Tensor) and isinstance(pos_src, Tensor) and (
