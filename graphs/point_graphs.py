@@ -111,8 +111,10 @@ def _table_size(edge_index: Tensor, num_nodes: Optional[int],
 
 def _check_below(what: str, index: Tensor, bound: int, name: str) -> None:
     if index.numel() and int(index.max()) >= bound:
+        hint = (" (for a bipartite graph pass size=(num_src, num_dst))"
+                if name == 'num_nodes' and what == 'source' else '')
         raise ValueError(f"'edge_index' has a {what} index {int(index.max())} >= {name} "
-                         f"({bound})")
+                         f"({bound}){hint}")
 
 
 def _prepare(x: Tensor, batch: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:

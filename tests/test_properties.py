@@ -224,12 +224,17 @@ def lga_stack_cases(draw):
 
 
 def _stack_reference(lga, x, edges, attr):
-    """The stack layer by layer with :func:`brute_force`, per batch entry."""
+    """The stack layer by layer with :func:`brute_force`, per batch entry: each layer's
+    input normalised over its channels (pre-norm), its output added to that input."""
     def one(x1):
         h = lga.proj(x1)
         alphas = []
-        for conv in lga.convs:
-            h, alpha = brute_force(conv, h, h, edges, attr)
+        for conv, norm in zip(lga.convs, lga.norms):
+            mean = h.mean(-1, keepdim=True)
+            var = ((h - mean) ** 2).mean(-1, keepdim=True)
+            z = (h - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
+            z, alpha = brute_force(conv, z, z, edges, attr)
+            h = h + z
             alphas.append(alpha)
         return torch.cat([x1, h], dim=-1), alphas
     if x.dim() == 2:
