@@ -116,6 +116,7 @@ class Probe:
     def __init__(self, block):
         self.on = False
         self.stats = {}
+        self.input = None
         self.handles = []
         if not isinstance(block, LGA2d):
             return
@@ -131,6 +132,7 @@ class Probe:
         if self.on:
             x = args[0].detach()
             y = (out[0] if isinstance(out, tuple) else out).detach()
+            self.input = x      # the block's input, for the attention read-out below
             self.stats['block'] = {'in_std': float(x.std()), 'out_std': float(y.std()),
                                    'change_std': float((y - x).std())
                                    if y.shape == x.shape else None}
@@ -214,9 +216,9 @@ def train(lga_kwargs, seed: int, train_set, test_set, steps: int, batch_size: in
                      'grad_norm': {k: grad_norm(v) for k, v in parts.items()}}
             entry.update(probe.stats)
             if isinstance(block, LGA2d):
-                with torch.no_grad():
-                    f3 = model.encode(x)[2]
-                entry['attention_entropy'] = attention_entropy(block, f3)
+                # On the block's input of this very step: a second encoder pass would
+                # update the batch-norm running statistics once more, and change the run.
+                entry['attention_entropy'] = attention_entropy(block, probe.input)
             probe.stats = {}
             log.append(entry)
         optimizer.step()
