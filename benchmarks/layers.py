@@ -184,7 +184,10 @@ def build(suite: str, impl: str, size: int, device: str = 'cpu'):
         elif impl == 'separable':
             module = SeparableStack(LGA_CHANNELS, LGA_LAYERS)
         else:
-            module = LGA2d(LGA_CHANNELS, num_layers=LGA_LAYERS, path=impl)
+            # The plain stack, the function the unfold baseline computes: these rows time
+            # the attention kernels; the default's per-layer LayerNorm and sum come on top.
+            module = LGA2d(LGA_CHANNELS, num_layers=LGA_LAYERS, path=impl, residual=False,
+                           norm='none')
         return module.to(device), x
     x = torch.randn(BATCH, 256, size, size, device=device, requires_grad=True)
     if impl == 'authors':

@@ -2,8 +2,9 @@
 
 Trains the collage SegNet exactly as ``segment_collages.train_model`` does (same seed,
 model construction order, optimiser, schedule and batches), with the context block built
-from ``--lga`` (keyword arguments of :class:`graphattn.LGA2d`, as JSON) or the base
-(``--lga none``), and records every ``--log-every`` steps:
+from ``--lga`` (keyword arguments of :class:`graphattn.LGA2d`, as JSON), the demo's non-local
+block (``--lga nonlocal``) or none (``--lga none``, the base), and records every
+``--log-every`` steps:
 
 * the training loss (every step, and its mean over each logging window);
 * per LGA layer: the std of its input, of its output and of its attention logits
@@ -14,11 +15,17 @@ from ``--lga`` (keyword arguments of :class:`graphattn.LGA2d`, as JSON) or the b
   the fusion, the decoder);
 * test mIoU and per-class IoU at the end (and at ``--eval-at`` steps).
 
-Writes one JSON per (model, seed) to ``--out``. Not part of the library: a tool to find
-why a stack of LGA layers made training fragile (issue 21, part 3).
+By default the block's weights are drawn where ``SegNet`` draws them, between the encoder's
+and the decoder's, so that a seed gives the demo's row; ``--block-last`` draws them after the
+base's (the same encoder and decoder as the base row at that seed, a paired comparison),
+``--draw-only`` gives the base the decoder of a row with a block, and ``--block-seed``
+redraws only the block's weights.
+
+Writes one JSON per (model, seed) to ``--out``. Not part of the library: the tool that found
+why the collages' seed 2 collapsed (issue 21, part 3; docs/lga.md).
 
 Example: ``python examples/diagnose_lga.py --lga '{"num_layers": 4, "fuse": true}'
---seeds 2 --name old``.
+--seeds 0 1 2 --block-last --name new-blocklast --eval-at 100 200 300``.
 """
 from __future__ import annotations
 
@@ -42,6 +49,13 @@ CLASSES = ('background', 'T-shirt', 'Trouser', 'Pullover', 'Dress', 'Coat', 'San
            'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 
 
+def make_block(lga_kwargs, channels: int):
+    """LGA2d with these arguments, or the demo's non-local block for ``'nonlocal'``."""
+    if lga_kwargs == 'nonlocal':
+        return models.NonLocal2d(channels)
+    return LGA2d(channels, **lga_kwargs)
+
+
 def build(lga_kwargs, seed: int, block_last: bool = False, draw_only=None,
           block_seed=None):
     """SegNet with the context block from ``lga_kwargs`` (None: the base), built in the
@@ -61,15 +75,14 @@ def build(lga_kwargs, seed: int, block_last: bool = False, draw_only=None,
     if block_seed is not None:
         model = build(lga_kwargs, seed)
         torch.manual_seed(block_seed)
-        model.context = LGA2d(model.context.in_channels, **lga_kwargs)
+        model.context = make_block(lga_kwargs, model.enc3[-1][0].out_channels)
         return model
     if block_last:
         model = models.SegNet('none')
-        model.context = LGA2d(model.context_channels if hasattr(model, 'context_channels')
-                              else model.enc3[-1][0].out_channels, **lga_kwargs)
+        model.context = make_block(lga_kwargs, model.enc3[-1][0].out_channels)
         return model
     saved = models.context_block
-    models.context_block = lambda name, channels: LGA2d(channels, **lga_kwargs)
+    models.context_block = lambda name, channels: make_block(lga_kwargs, channels)
     try:
         return models.SegNet('lga')
     finally:
@@ -103,6 +116,7 @@ class Probe:
     def __init__(self, block):
         self.on = False
         self.stats = {}
+        self.input = None
         self.handles = []
         if not isinstance(block, LGA2d):
             return
@@ -118,6 +132,7 @@ class Probe:
         if self.on:
             x = args[0].detach()
             y = (out[0] if isinstance(out, tuple) else out).detach()
+            self.input = x      # the block's input, for the attention read-out below
             self.stats['block'] = {'in_std': float(x.std()), 'out_std': float(y.std()),
                                    'change_std': float((y - x).std())
                                    if y.shape == x.shape else None}
@@ -201,9 +216,9 @@ def train(lga_kwargs, seed: int, train_set, test_set, steps: int, batch_size: in
                      'grad_norm': {k: grad_norm(v) for k, v in parts.items()}}
             entry.update(probe.stats)
             if isinstance(block, LGA2d):
-                with torch.no_grad():
-                    f3 = model.encode(x)[2]
-                entry['attention_entropy'] = attention_entropy(block, f3)
+                # On the block's input of this very step: a second encoder pass would
+                # update the batch-norm running statistics once more, and change the run.
+                entry['attention_entropy'] = attention_entropy(block, probe.input)
             probe.stats = {}
             log.append(entry)
         optimizer.step()
@@ -223,7 +238,8 @@ def train(lga_kwargs, seed: int, train_set, test_set, steps: int, batch_size: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--lga', default='{"num_layers": 4, "fuse": true}',
-                        help="LGA2d keyword arguments as JSON, or 'none' for the base")
+                        help="LGA2d keyword arguments as JSON, 'none' for the base, or "
+                             "'nonlocal' for the demo's non-local block")
     parser.add_argument('--name', required=True, help='row name; the JSON is NAME-seedS.json')
     parser.add_argument('--seeds', type=int, nargs='+', default=[2])
     parser.add_argument('--steps', type=int, default=450)
@@ -244,7 +260,8 @@ def main() -> None:
     parser.add_argument('--out', default='docs/runs/2026-12-04-collapse')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lga_kwargs = None if args.lga == 'none' else json.loads(args.lga)
+    lga_kwargs = (None if args.lga == 'none' else args.lga if args.lga == 'nonlocal'
+                  else json.loads(args.lga))
     train_set, test_set = make_data(args.train_size, args.test_size)
     os.makedirs(args.out, exist_ok=True)
     for seed in args.seeds:

@@ -154,6 +154,14 @@ def test_bad_stack_arguments_are_named(kwargs, error, match):
         LGA(4, **kwargs)
 
 
+def test_batch_norm_needs_more_than_one_node_in_training():
+    model = LGA(4, num_layers=2, norm='batch')
+    edge_index = torch.tensor([[0], [0]])
+    with pytest.raises(ValueError, match="'x' holds a single node: norm='batch'"):
+        model(torch.randn(1, 4), edge_index, torch.randn(1, 9))
+    assert model.eval()(torch.randn(1, 4), edge_index, torch.randn(1, 9)).shape == (1, 8)
+
+
 @pytest.mark.skipif(not GOLDEN.exists(), reason='golden file missing')
 def test_an_old_state_dict_loads_into_the_old_form_and_says_how_otherwise():
     """A 0.1 state dict (tests/data/lga_v0_1_golden.pt) loads strictly into the module
