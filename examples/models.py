@@ -81,10 +81,13 @@ class SegNet(nn.Module):
         self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w))   # 1/4
         self.enc3 = nn.Sequential(conv_block(2 * w, 4 * w, 2), conv_block(4 * w, 4 * w),  # 1/8
                                   conv_block(4 * w, 4 * w, dilation=2))
-        self.context = context_block(context, 4 * w)
         self.dec2 = conv_block(6 * w, 2 * w)
         self.dec1 = conv_block(3 * w, w)
         self.head = nn.Conv2d(w, num_classes, 1)
+        # Drawn after the base's weights, so that at one seed every row starts from the same
+        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
+        # was the decoder's draw, which the block's weights used to shift).
+        self.context = context_block(context, 4 * w)
 
     def encode(self, image: torch.Tensor):
         """The encoder's skip features and its 1/8 map (the context block's input)."""
@@ -128,10 +131,13 @@ class DehazeNet(nn.Module):
         self.enc2 = conv_block(width, 2 * width, 2)                          # 1/2
         self.enc3 = nn.Sequential(conv_block(2 * width, 4 * width, 2),       # 1/4
                                   conv_block(4 * width, 4 * width))
-        self.context = context_block(context, 4 * width)
         self.dec2 = conv_block(6 * width, 2 * width)
         self.dec1 = conv_block(3 * width, width)
         self.head = nn.Conv2d(width, channels, 1)
+        # Drawn after the base's weights, so that at one seed every row starts from the same
+        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
+        # was the decoder's draw, which the block's weights used to shift).
+        self.context = context_block(context, 4 * width)
 
     def forward(self, hazy: torch.Tensor) -> torch.Tensor:
         f1 = self.enc1(hazy)

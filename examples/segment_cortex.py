@@ -110,6 +110,10 @@ class PointSeg(nn.Module):
         self.context_name = context
         self.conv1 = EdgeConv(MLP([2 * 3, width, width]), aggr='max')
         self.conv2 = EdgeConv(MLP([2 * width, width, width]), aggr='max')
+        self.head = MLP([width, width, NUM_CLASSES], dropout=0.1)
+        # Drawn after the base's weights, so that at one seed every row starts from the same
+        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
+        # was the decoder's draw, which the block's weights used to shift).
         if context == 'lga':
             self.context = LGA.for_points(width, num_layers=4, fuse=True)
         elif context == 'latentgnn':
@@ -117,7 +121,6 @@ class PointSeg(nn.Module):
                                      norm=latent_norm)
         else:
             self.context = None
-        self.head = MLP([width, width, NUM_CLASSES], dropout=0.1)
 
     def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
                 batch: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -56,6 +56,10 @@ class Segmenter(nn.Module):
         self.conv1 = EdgeConv(MLP([6, width, width]), aggr='max')
         self.conv2 = EdgeConv(MLP([2 * width, width, width]), aggr='max')
         self.point_mlp = MLP([3, width, width]) if row == 'position' else None
+        self.head = MLP([width, width, len(CLASSES)], dropout=0.1)
+        # Drawn after the base's weights, so that at one seed every row starts from the same
+        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
+        # was the decoder's draw, which the block's weights used to shift).
         if row.startswith('lga'):   # 'lga', 'lga-neighbor', 'lga-pair': the edge-score reading
             score = row.split('-')[1] if '-' in row else 'center'
             self.context = LGA.for_points(width, num_layers=3, fuse=True, score=score)
@@ -64,7 +68,6 @@ class Segmenter(nn.Module):
                                      norm='batch' if row == 'latentgnn-batch' else None)
         else:
             self.context = None
-        self.head = MLP([width, width, len(CLASSES)], dropout=0.1)
 
     def forward(self, data) -> torch.Tensor:
         if self.point_mlp is not None:           # the position-only floor: no graph

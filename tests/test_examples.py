@@ -248,3 +248,36 @@ def test_cortex_lookup_copies_the_nearest_labelled_vertex():
     right = Cortex(pos=pos[:1].clone(), faces=left.faces, labels=torch.tensor([2]),
                    hemisphere='toy')
     assert lookup_scores(left, right)['pixel_acc'] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize('build', [
+    lambda c, seed: (torch.manual_seed(seed), __import__('models').SegNet(c))[1],
+    lambda c, seed: (torch.manual_seed(seed), __import__('models').DehazeNet(c))[1],
+])
+@pytest.mark.parametrize('context', ['lga', 'latentgnn', 'nonlocal'])
+def test_context_rows_share_the_base_weights_at_a_seed(build, context):
+    """At one seed a row with a context block starts from the base row's weights: only its
+    block differs. (Drawn between encoder and decoder, the block shifted the decoder's draw,
+    and the collages' seed 2 'collapsed' with or without LGA: docs/lga.md.)"""
+    base, row = build('none', 2).state_dict(), build(context, 2).state_dict()
+    shared = {k: v for k, v in row.items() if not k.startswith('context.')}
+    assert shared.keys() == base.keys()
+    for key, value in shared.items():
+        assert torch.equal(value, base[key]), key
+
+
+@pytest.mark.parametrize('module, cls, rows', [
+    ('segment_cortex', 'PointSeg', ('lga', 'latentgnn')),
+    ('segment_points', 'Segmenter', ('lga', 'latentgnn')),
+])
+def test_point_context_rows_share_the_base_weights_at_a_seed(module, cls, rows):
+    make = getattr(__import__(module), cls)
+    base_name = 'none' if module == 'segment_cortex' else 'base'
+    torch.manual_seed(3)
+    base = make(base_name).state_dict()
+    for name in rows:
+        torch.manual_seed(3)
+        row = make(name).state_dict()
+        for key, value in row.items():
+            if not key.startswith('context.'):
+                assert torch.equal(value, base[key]), (name, key)
