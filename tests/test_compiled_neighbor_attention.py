@@ -136,11 +136,6 @@ def test_gradcheck():
             lambda s, v: compiled_neighbor_attention(s, v, index, normalize), (scores, value))
 
 
-def _edge_attr_of(table, pos):
-    edges = table_edges(table)
-    return edges, pos[edges[0]] - pos[edges[1]]
-
-
 @pytest.mark.parametrize('score', ['center', 'neighbor', 'pair'])
 @pytest.mark.parametrize('heads', [1, 2])
 @pytest.mark.parametrize('normalize', ['softmax', 'sigmoid'])
