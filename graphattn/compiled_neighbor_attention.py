@@ -36,8 +36,12 @@ the backward. The scores come in already computed (by
 the layer's ReLU runs in the same loops when it applies right after the sum.
 
 The first call for a new shape compiles (a cloud of another size then compiles
-once more, with dynamic shapes); nothing compiles at import. A table without
-entries runs the same functions uncompiled. Double backward
+once more, with dynamic shapes); nothing compiles at import. Each normalisation,
+ReLU setting and dtype is a trace of its own, and Dynamo keeps at most
+``torch._dynamo.config.recompile_limit`` (8) traces per function, past which
+the compile fails (``fullgraph=True``); raise that limit for a process that runs
+many configurations (the property tests do). A table without entries runs the
+same functions uncompiled. Double backward
 (``create_graph=True``) raises an error; the eager kernel (``'fused'``)
 supports it.
 """
