@@ -13,7 +13,8 @@ finishes past it):
 3. the rows of the issue's table, each with its rivals in this same process:
    LGA2d (C = 64, L = 4, batch 8; 256² and 512²: ``'auto'``, ``'compiled'``, the
    depthwise-separable stack, the unfold LGA), LGA on point clouds (100k and 1M
-   points, k = 16, C = 64: the table kernel, message passing, PyG's
+   points, k = 16, C = 64: the table kernel, eager and compiled
+   (``path='compiled'``, :mod:`graphattn.compiled_neighbor_attention`), message passing, PyG's
    ``PointTransformerConv`` and ``GATv2Conv`` on the same graph), LatentGNN2d
    (128², 256², batch 8: fused, the authors' bmm code, a non-local block), the
    kNN graph of 1M points (``graphs.knn_graph``'s torch engine against chunked
@@ -266,7 +267,8 @@ def point_rows(report, sizes, device, budget, args) -> None:
             pos = table = edge_index = None
         else:
             pos, table, edge_index = _cloud(n, device)
-        for impl in ('table', 'message_passing', 'PointTransformerConv', 'GATv2Conv'):
+        for impl in ('table', 'table, compiled', 'message_passing', 'PointTransformerConv',
+                     'GATv2Conv'):
             def make(impl=impl):
                 torch.manual_seed(0)
                 x = torch.randn(n, CHANNELS, device=device, requires_grad=True)
@@ -278,8 +280,10 @@ def point_rows(report, sizes, device, budget, args) -> None:
                     return _backward_step(m, lambda: m(x, edge_index), [x])
                 m = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3,
                         edge_encoder='mlp').to(device)
-                if impl == 'table':
-                    return _backward_step(m, lambda: m(x, pos=pos, neighbors=table), [x])
+                if impl.startswith('table'):   # the compile is in measure's warm-up pass
+                    path = 'compiled' if impl == 'table, compiled' else 'auto'
+                    return _backward_step(
+                        m, lambda: m(x, pos=pos, neighbors=table, path=path), [x])
                 return _backward_step(m, lambda: m(x, edge_index, pos=pos), [x])
             report.add({'row': name, 'size': f'{n:,} points', 'impl': impl,
                         **measure(make, device, budget, args.repeats, args.case_budget)})
@@ -299,6 +303,14 @@ def point_rows(report, sizes, device, budget, args) -> None:
         r = pt / t if t and pt else None
         target(report, f'{name} {s}', 'table faster than PointTransformerConv (its time / '
                'ours > 1)', r, r is not None and r > 1.0)
+        tc = _value(rows, name, s, 'table, compiled')
+        mc = _value(rows, name, s, 'table, compiled', 'peak MiB')
+        r = mp / tc if tc and mp else None
+        target(report, f'{name} {s}', "table, compiled ≥ 3× faster than message passing", r,
+               r is not None and r >= 3.0)
+        r = mm / mc if mc and mm else None
+        target(report, f'{name} {s}', 'table, compiled ≥ 5× less peak memory than message '
+               'passing', r, r is not None and r >= 5.0)
 
 
 def latent_rows(report, sizes, device, budget, args) -> None:
@@ -450,10 +462,12 @@ def run_tests(report: Report, device: torch.device, dry: bool, seconds: float) -
 
 
 def _aot_eager_compiled_kernel() -> None:
-    """The dry run's ``path='compiled'``: the same functions through ``aot_eager``."""
-    from graphattn import compiled_grid_attention as cga
-    for name, fn in cga._FUNCTIONS.items():
-        cga._COMPILED[name] = torch.compile(fn, backend='aot_eager', fullgraph=True)
+    """The dry run's ``path='compiled'`` (grid and table): the same functions through
+    ``aot_eager``."""
+    from graphattn import compiled_grid_attention, compiled_neighbor_attention
+    for kernel in (compiled_grid_attention, compiled_neighbor_attention):
+        for name, fn in kernel._FUNCTIONS.items():
+            kernel._COMPILED[name] = torch.compile(fn, backend='aot_eager', fullgraph=True)
 
 
 def main(argv=None) -> int:

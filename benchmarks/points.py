@@ -8,6 +8,9 @@ Implementations:
 
 * ``lga_table``: :class:`graphattn.LGA` (2 layers, ``edge_encoder='mlp'``,
   relative positions) on the ``(N, k)`` neighbour table: the dense path.
+* ``lga_compiled``: the same module on the table with ``path='compiled'``
+  (:mod:`graphattn.compiled_neighbor_attention`; inductor compiles in the
+  warm-up pass, which is not timed).
 * ``lga_mp``: the same module and weights on ``edge_index``: PyG message
   passing, i.e. the same maths as plain gather–scatter.
 * ``point_transformer``: PyG's :class:`~torch_geometric.nn.PointTransformerConv`
@@ -18,6 +21,12 @@ Implementations:
 Where a message-passing case is planned to need more than ``--memory-limit``
 (its per-edge tensors, linear in E), it is not run and the table says how much
 it would need, extrapolated from the largest size measured.
+
+Peak memory is the resident set's high-water mark over the timed passes, above
+the resident set before them: the kernel's high-water mark is reset after the
+warm-up (``/proc/self/clear_refs``), so that one-time costs (imports, a
+compile) are not counted; where that reset is not allowed, the peak since the
+process started.
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ from common import (current_rss, median_time, print_table,  # noqa: E402
 
 K = 16
 CHANNELS = 32
-IMPLS = ['lga_table', 'lga_mp', 'point_transformer', 'latentgnn']
+IMPLS = ['lga_table', 'lga_compiled', 'lga_mp', 'point_transformer', 'latentgnn']
 
 
 def build(impl: str, n: int, chunk_size: Optional[int] = None):
@@ -58,8 +67,8 @@ def build(impl: str, n: int, chunk_size: Optional[int] = None):
         edge_index = graphs.neighbors_to_edge_index(table)
         return module, lambda: module(x, pos, edge_index)
     module = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3, edge_encoder='mlp',
-                 chunk_size=chunk_size)
-    if impl == 'lga_table':
+                 chunk_size=chunk_size, path='compiled' if impl == 'lga_compiled' else 'auto')
+    if impl in ('lga_table', 'lga_compiled'):
         return module, lambda: module(x, None, pos=pos, neighbors=table)
     edge_index = graphs.neighbors_to_edge_index(table)
     table = None  # the lga_table closure shares this variable: free the table here
@@ -76,24 +85,49 @@ def run_case(impl: str, n: int, repeats: int,
         for p in params:
             p.grad = None
 
+    step()   # the warm-up (and the compile of 'lga_compiled'), outside the peak
+    reset = _reset_peak_rss()
     before = current_rss()
-    seconds = median_time(step, repeats=repeats, warmup=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    seconds = median_time(step, repeats=repeats, warmup=0)
+    peak = _peak_rss() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {'seconds': seconds, 'peak_bytes': max(peak - before, 0)}
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's resident-set high-water mark (Linux >= 4.0)."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    """``VmHWM``: the resident set's high-water mark since the last reset, in bytes."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def in_subprocess(impl: str, n: int, repeats: int, timeout: int,
                   chunk_size: Optional[int] = None) -> Dict[str, object]:
-    extra = [] if chunk_size is None else ['--chunk-size', str(chunk_size)]
+    extra = ['--channels', str(CHANNELS)]
+    extra += [] if chunk_size is None else ['--chunk-size', str(chunk_size)]
     return run_case_in_subprocess(__file__, [impl, str(n), '--repeats', str(repeats), *extra],
                                   timeout)
 
 
 def main(argv=None) -> List[Dict[str, object]]:
+    global CHANNELS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', type=int, nargs='+', default=[10_000, 100_000, 1_000_000])
     parser.add_argument('--impls', nargs='+', default=IMPLS, choices=IMPLS)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--channels', type=int, default=CHANNELS,
+                        help='feature channels C (default: %(default)s)')
     parser.add_argument('--chunk-size', type=int, default=None,
                         help="LGA's chunk_size (default: the layer's own)")
     parser.add_argument('--timeout', type=int, default=900, help='seconds per case')
@@ -102,6 +136,7 @@ def main(argv=None) -> List[Dict[str, object]]:
     parser.add_argument('--out', default='benchmarks/results')
     parser.add_argument('--case', nargs=2, metavar=('IMPL', 'N'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    CHANNELS = args.channels
     if args.case:
         print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats,
                                   args.chunk_size)))

@@ -19,6 +19,7 @@ from ._checks import LGA_PATHS, check_choice, check_features, check_flag, check_
 from ._repr import non_default_options
 from .adjacency import with_edge_values
 from .compiled_grid_attention import compiled_grid_attention
+from .compiled_neighbor_attention import compiled_neighbor_attention
 from .grid_attention import grid_attention, grid_scores
 from .grouped_linear import GroupedLinear
 from .lga_graph import GridSpec, LGAGraph, prepare_graph
@@ -132,7 +133,11 @@ class LGAConv(MessagePassing):
       adjacency ``adj_t``: message passing (``path='message_passing'``);
     * ``neighbors=`` an ``(N, K)`` table (``-1`` padding; e.g.
       :func:`graphs.nearest_neighbors`): the memory-lean table kernel of
-      :mod:`graphattn.neighbor_attention` (``'fused'``);
+      :mod:`graphattn.neighbor_attention` (``'fused'``), or its normalisation
+      and weighted sum compiled by ``torch.compile`` into one fused loop per
+      pass, with no ``(N, K, C)`` tensor (``'compiled'``,
+      :mod:`graphattn.compiled_neighbor_attention`: meant for GPUs, where the
+      eager kernel gathers such blocks; the first call per shape compiles);
     * ``grid=(H, W)`` with ``x`` of shape ``(B, H*W, C)``: the shifted-sum
       kernel of :mod:`graphattn.grid_attention` (``'fused'``), or the same
       maths compiled by ``torch.compile`` into one fused loop per pass
@@ -182,7 +187,7 @@ class LGAConv(MessagePassing):
             kernel; :obj:`None` sizes chunks so that a chunk's
             ``(n, K, C)`` block stays near 8 MB. (default: :obj:`None`)
         path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids
-            only) or ``'message_passing'``; ``forward`` can override it.
+            and tables) or ``'message_passing'``; ``forward`` can override it.
             (default: :obj:`'auto'`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -360,7 +365,7 @@ class LGAConv(MessagePassing):
         elif graph.form == 'table':
             out, alpha = self._table(x_src.unsqueeze(0) if squeeze else x_src,
                                      x_dst.unsqueeze(0) if squeeze and x_dst is not None
-                                     else x_dst, graph)
+                                     else x_dst, graph, fused_relu)
         else:
             out, alpha = self._message_passing(x_src, x_dst, graph)
             squeeze = False
@@ -391,7 +396,7 @@ class LGAConv(MessagePassing):
 
     def _relu_fusable(self) -> bool:
         """Whether the activation is a ReLU applied straight to the sum, so
-        that the compiled grid kernel can apply it in its own loop."""
+        that a compiled kernel (grid or table) can apply it in its own loop."""
         return isinstance(self.act, torch.nn.ReLU) and (self.concat or self.heads == 1)
 
     def _grid(self, x: Tensor, graph: LGAGraph, relu: bool = False) -> Tuple[Tensor, Tensor]:
@@ -408,8 +413,8 @@ class LGAConv(MessagePassing):
             out, alpha = grid_attention(scores, as_map(v), graph.offsets, self.normalize)
         return out.view(b, height * width, *out.shape[-2:]), alpha
 
-    def _table(self, x_src: Tensor, x_dst: Optional[Tensor], graph: LGAGraph
-               ) -> Tuple[Tensor, Tensor]:
+    def _table(self, x_src: Tensor, x_dst: Optional[Tensor], graph: LGAGraph,
+               relu: bool = False) -> Tuple[Tensor, Tensor]:
         q, k, v = self._terms(x_src, x_dst)
         table = graph.neighbors
         chunk = self.chunk_size or default_chunk_size(
@@ -419,6 +424,8 @@ class LGAConv(MessagePassing):
                                  edge_attr=None if edge_attr is None else edge_attr.to(v.dtype),
                                  pos_src=graph.pos_src, pos_dst=graph.pos_dst, att=self.att,
                                  negative_slope=self.negative_slope)
+        if graph.compiled:
+            return compiled_neighbor_attention(scores, v, table, self.normalize, relu)
         valid = (table >= 0).view(1, table.size(0), 1, table.size(1))
         alpha = normalize_dense(scores, valid, self.normalize)         # (B, N, G, K)
         return neighbor_weighted_sum(alpha, v, table, chunk), alpha

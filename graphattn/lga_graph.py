@@ -57,8 +57,8 @@ class LGAGraph(NamedTuple):
             attention weights are returned in its layout).
         relative (bool): Whether the edge attributes are relative positions
             computed from ``pos``.
-        compiled (bool): Whether a grid runs through the compiled kernel
-            (``path='compiled'``).
+        compiled (bool): Whether a grid or a table runs through its compiled
+            kernel (``path='compiled'``).
     """
     form: str
     edge_index: Optional[Tensor] = None
@@ -234,7 +234,7 @@ def prepare_graph(x_src: Tensor, x_dst: Optional[Tensor], edge_index: Any = None
     ``neighbors`` and ``grid`` must be given. ``'auto'`` runs the fused kernel
     for a table or a grid and message passing for an edge list;
     ``'message_passing'`` turns a table or a grid into its edge list;
-    ``'fused'`` needs a table or a grid, ``'compiled'`` a grid. ``x_dst`` may be
+    ``'fused'`` and ``'compiled'`` need a table or a grid. ``x_dst`` may be
     :obj:`None` (targets without features): their number is then ``size[1]``, the
     table's rows or, for an edge list, one more than the largest target.
     """
@@ -266,9 +266,10 @@ def prepare_graph(x_src: Tensor, x_dst: Optional[Tensor], edge_index: Any = None
             return LGAGraph('edges', ei, eye.index_select(0, direction), size=size)
         return LGAGraph('grid', height=height, width=width, offsets=offsets,
                         compiled=path == 'compiled')
-    if path == 'compiled':
-        raise ValueError("path='compiled' is the compiled grid kernel: pass the graph as "
-                         "'grid' (H, W); use 'fused' for a neighbour table")
+    if path == 'compiled' and neighbors is None:
+        raise ValueError("path='compiled' needs a regular graph form: pass 'grid' (H, W) or "
+                         "'neighbors' (an (N, K) table, e.g. "
+                         "graphs.to_neighbor_table(edge_index))")
     if neighbors is not None:
         table = _table(neighbors, num_src, num_dst)
         if edge_attr is not None:
@@ -289,7 +290,8 @@ def prepare_graph(x_src: Tensor, x_dst: Optional[Tensor], edge_index: Any = None
                             relative=edge_attr is None)
         pos_src, pos_dst = _pair(pos)
         return LGAGraph('table', edge_attr=edge_attr, neighbors=table, pos_src=pos_src,
-                        pos_dst=pos_dst, relative=edge_attr is None)
+                        pos_dst=pos_dst, relative=edge_attr is None,
+                        compiled=path == 'compiled')
     if path == 'fused':
         raise ValueError("path='fused' needs a regular graph form: pass 'neighbors' (an (N, K) "
                          "table, e.g. graphs.to_neighbor_table(edge_index)) or 'grid'")

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+import torch._dynamo
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks'))
 
@@ -14,19 +15,33 @@ import plot  # noqa: E402
 import points  # noqa: E402
 
 
+@pytest.fixture
+def aot_eager_table_kernel(monkeypatch):
+    """``'lga_compiled'`` through ``aot_eager``: inductor's C++ build takes about a minute
+    on a CPU (the benchmark itself uses inductor)."""
+    from graphattn import compiled_neighbor_attention as cna
+    torch._dynamo.reset()
+    monkeypatch.setattr(cna, '_COMPILED', {
+        name: torch.compile(fn, backend='aot_eager', fullgraph=True)
+        for name, fn in cna._FUNCTIONS.items()})
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize('impl', points.IMPLS)
-def test_point_cloud_cases_run(impl):
+def test_point_cloud_cases_run(impl, aot_eager_table_kernel):
     result = points.run_case(impl, 300, repeats=1)
     assert result['seconds'] > 0 and result['peak_bytes'] >= 0
 
 
-def test_point_cloud_lga_cases_compute_the_same_function():
-    """The table and message-passing cases time the same maths."""
+def test_point_cloud_lga_cases_compute_the_same_function(aot_eager_table_kernel):
+    """The table (eager and compiled) and message-passing cases time the same maths."""
     outs = []
-    for impl in ('lga_table', 'lga_mp'):
+    for impl in ('lga_table', 'lga_compiled', 'lga_mp'):
         module, forward = points.build(impl, 200)
         outs.append(forward())
-    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[2], outs[0], rtol=1e-5, atol=1e-5)
 
 
 def test_unfold_baseline_equals_lga2d():

@@ -34,7 +34,7 @@ import torch._dynamo
 
 import graphs
 from graphattn import LGA, LGA2d, LGAConv, LGALoss, LatentGNN, LatentGNN2d
-from graphattn import compiled_grid_attention
+from graphattn import compiled_grid_attention, compiled_neighbor_attention
 
 pytestmark = pytest.mark.usefixtures('one_thread', 'exact_float32')
 
@@ -73,9 +73,10 @@ def compiled_kernel(device, monkeypatch):
         # kernel with dynamic shapes, several times slower. On a GPU the cache is kept:
         # there each inductor compile takes seconds.
         torch._dynamo.reset()
-        monkeypatch.setattr(compiled_grid_attention, '_COMPILED', {
-            name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-            for name, fn in compiled_grid_attention._FUNCTIONS.items()})
+        for kernel in (compiled_grid_attention, compiled_neighbor_attention):
+            monkeypatch.setattr(kernel, '_COMPILED', {
+                name: torch.compile(fn, backend='aot_eager', fullgraph=True)
+                for name, fn in kernel._FUNCTIONS.items()})
         yield
         torch._dynamo.reset()
     else:
@@ -194,10 +195,12 @@ def test_lga2d_sigmoid_and_four_neighbours_on_the_fused_path(device):
 
 # ------------------------------------------------------------- LGA, points --
 @pytest.mark.parametrize('score,heads', READINGS)
-@pytest.mark.parametrize('path', ['fused', 'message_passing'])
-def test_lga_on_a_neighbour_table_equals_the_float64_reference(device, path, score, heads):
-    """The table path (``neighbors=``, padded rows included) and message passing on the
-    same table, against float64 message passing."""
+@pytest.mark.parametrize('path', ['fused', 'compiled', 'message_passing'])
+def test_lga_on_a_neighbour_table_equals_the_float64_reference(device, compiled_kernel, path,
+                                                               score, heads):
+    """The table path (``neighbors=``, padded rows included; eager ``'fused'`` and the
+    compiled kernel) and message passing on the same table, against float64 message
+    passing."""
     x, pos, _, table = _cloud()
     call = lambda m, x, pos, table, path: m(x, pos=pos, neighbors=table, path=path)  # noqa
     module = _points_lga(score, heads)
@@ -355,16 +358,17 @@ def test_pyg_backend_switch_runs_pyg_functions_on_the_device(device):
 # ----------------------------------------------------------------- autocast --
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
 @pytest.mark.parametrize('case', ['LGA2d[fused]', 'LGA2d[compiled]', 'LGA[table]',
-                                  'LatentGNN2d[fused]'])
+                                  'LGA[table, compiled]', 'LatentGNN2d[fused]'])
 def test_autocast_within_the_stated_tolerance(device, compiled_kernel, case, dtype):
     if case.startswith('LGA2d'):
         module, inputs = _lga2d('pair', 2), [_map()]
         path = 'compiled' if 'compiled' in case else 'fused'
         call = lambda m, x, path=path: m(x, path=path)  # noqa: E731
-    elif case == 'LGA[table]':
+    elif case.startswith('LGA[table'):
         x, pos, _, table = _cloud()
         module, inputs = _points_lga('pair', 2), [x, pos, table]
-        call = lambda m, x, pos, t, path='fused': m(x, pos=pos, neighbors=t, path=path)  # noqa
+        path = 'compiled' if 'compiled' in case else 'fused'
+        call = lambda m, x, pos, t, path=path: m(x, pos=pos, neighbors=t, path=path)  # noqa
     else:
         # 8 reduced channels (the default stride's floor): at C' = 3 a latent node's few
         # ReLU'd affinities can be nearly zero, and bf16 rounding moves their L2 norm a lot.
@@ -469,13 +473,17 @@ def _compile_cases():
         'LGA2d[fused]': (_lga2d('pair', 2), lambda m, x: m(x, path='fused'), [_map()]),
         'LGA[table]': (_points_lga('pair', 2),
                        lambda m, x, pos, t: m(x, pos=pos, neighbors=t), [x, pos, table]),
+        'LGA[table, compiled]': (_points_lga('neighbor', 2),
+                                 lambda m, x, pos, t: m(x, pos=pos, neighbors=t,
+                                                        path='compiled'), [x, pos, table]),
         'LatentGNN[fused]': (_active(LatentGNN(6, latent_dims=[4], norm='layer')),
                              lambda m, x, b: m(x, b, batch_size=2, max_num_nodes=14),
                              [x, batch]),
     }
 
 
-@pytest.mark.parametrize('case', ['LGA2d[fused]', 'LGA[table]', 'LatentGNN[fused]'])
+@pytest.mark.parametrize('case', ['LGA2d[fused]', 'LGA[table]', 'LGA[table, compiled]',
+                                  'LatentGNN[fused]'])
 def test_compiles_on_the_device_without_graph_breaks_and_equals_eager(device, fresh_dynamo,
                                                                        case):
     """Dynamo captures one graph on the device; the compiled module gives the float64

@@ -32,14 +32,15 @@ def test_dry_run_writes_every_row_and_target(tmp_path):
     assert all(r['ms'] > 0 for r in rows)
     impls = {(r['row'], r['impl']) for r in rows}
     for wanted in [('LGA2d', 'compiled'), ('LGA2d', 'separable'), ('LGA2d', 'unfold'),
-                   ('LGA on points', 'table'), ('LGA on points', 'PointTransformerConv'),
+                   ('LGA on points', 'table'), ('LGA on points', 'table, compiled'),
+                   ('LGA on points', 'PointTransformerConv'),
                    ('LGA on points', 'GATv2Conv'), ('LatentGNN2d', 'authors'),
                    ('LatentGNN2d', 'nonlocal'), ('demo training step', 'none'),
                    ('demo training step', 'latentgnn')]:
         assert wanted in impls
     # Ratios against ours within each group, and one target line per issue target.
     assert any('time / ours' in r for r in rows if r['row'] == 'LGA2d')
-    assert len(data['targets']) == 3 + 3 + 1 + 1 + 4
+    assert len(data['targets']) == 3 + 5 + 1 + 1 + 4
     markdown = (tmp_path / 'gpu_check.md').read_text()
     assert '| row | size | impl | ms |' in markdown and '| LGA2d |' in markdown
     assert (tmp_path / 'tests.log').exists()

@@ -210,6 +210,57 @@ def test_lga_conv_paths_equal_brute_force(case):
         _close(g, r, f'message passing: gradient {i}')
 
 
+_AOT_EAGER_TABLE_KERNEL = {}
+
+
+def _aot_eager_table_kernel():
+    """The compiled table kernel's functions through ``aot_eager`` with dynamic shapes (one
+    trace for most drawn sizes; inductor's C++ build would take a minute per shape)."""
+    from graphattn import compiled_neighbor_attention as cna
+    if not _AOT_EAGER_TABLE_KERNEL:
+        _AOT_EAGER_TABLE_KERNEL.update({
+            name: torch.compile(fn, backend='aot_eager', fullgraph=True, dynamic=True)
+            for name, fn in cna._FUNCTIONS.items()})
+    return cna, _AOT_EAGER_TABLE_KERNEL
+
+
+@_settings(25)
+@given(lga_cases())
+def test_compiled_table_path_equals_brute_force(case):
+    """``path='compiled'`` on the drawn tables (padding anywhere, empty rows, repeats, int32,
+    bipartite, batched, per-sample positions) against the same brute-force loop."""
+    cna, kernel = _aot_eager_table_kernel()
+    saved, cna._COMPILED = cna._COMPILED, kernel
+    # The draws vary what a trace is specialised on (normalisation, ReLU, sizes 0 and 1):
+    # more than Dynamo's 8 traces per function in all, which fullgraph=True makes an error.
+    limit = torch._dynamo.config.patch(recompile_limit=64)
+    limit.__enter__()
+    try:
+        conv = _conv(case)
+        edges = table_edges(case['table'])
+        x_src, x_dst, pos, table_attr, leaves = _inputs(case)
+        x = (x_src, x_dst) if case['form'].startswith('bipartite') else x_src
+        attr = _edge_attr(case, pos, table_attr, edges)
+        bipartite = case['form'].startswith('bipartite')
+        per_sample = case['pos_per_sample'] and case['encoder'] == 'mlp'
+        refs = [brute_force(conv, xs, x_dst if bipartite else xs, edges,
+                            attr[b] if per_sample else attr, num_dst=case['num_dst'])
+                for b, xs in enumerate(x_src if case['batch'] else [x_src])]
+        ref = torch.stack([r[0] for r in refs]) if case['batch'] else refs[0][0]
+        ref_alpha = torch.stack([r[1] for r in refs]) if case['batch'] else refs[0][1]
+        ref_grads = _grads(conv, ref, leaves)
+        graph = dict(neighbors=case['table'].to(case['index_dtype']), pos=pos,
+                     edge_attr=table_attr, path='compiled')
+        out, (_, alpha) = conv(x, **graph, return_attention_weights=True)
+        _close(out, ref, 'compiled table: values')
+        _close(alpha, ref_alpha, 'compiled table: attention weights')
+        for i, (g, r) in enumerate(zip(_grads(conv, conv(x, **graph), leaves), ref_grads)):
+            _close(g, r, f'compiled table: gradient {i}')
+    finally:
+        limit.__exit__(None, None, None)
+        cna._COMPILED = saved
+
+
 @st.composite
 def lga_stack_cases(draw):
     num_nodes = draw(st.integers(1, 5))
