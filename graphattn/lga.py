@@ -259,7 +259,7 @@ class LGA(LGABase):
             (default: :obj:`False`)
         bias (bool, optional): Learn biases. (default: :obj:`True`)
         chunk_size (int, optional): Nodes per chunk of the table kernel.
-        path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids)
+        path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids, tables)
             or ``'message_passing'`` (see :class:`~graphattn.LGAConv`);
             ``forward`` can override it. (default: :obj:`'auto'`)
         residual (bool, optional): Add each layer's output to its input
