@@ -1,0 +1,297 @@
+"""Tutorial: does LGA help where only context can tell? Glass objects on real photos.
+
+    python examples/segment_glass.py --rows base lga4 latentgnn --seeds 0 --steps 600
+
+The steps, each in its own function below:
+
+1. Data (:func:`make_data`): glass scenes of :mod:`glass` (96x96 crops of real photos, 1 or 2
+   Fashion-MNIST silhouettes rendered as glass, 11 classes); train scenes from the train photos
+   and train items, test scenes from other photos and the test items.
+2. Models (:class:`GlassNet`): a light U-Net, encoder to 1/4 resolution, one context block on
+   the 1/4 map, decoder with a skip from 1/2. Its receptive field is computed from its layers
+   (:func:`glass.receptive_field`). Rows (:data:`ROWS`): the base; the base made deeper to the
+   parameter count of base + LGA; + LGA at depth 1 to 16; + LatentGNN; + non-local; and two
+   trivial rows: every pixel background, and a per-pixel colour classifier (1x1 convolutions).
+3. Training (:func:`train_model`): the same scenes, batches, steps and optimiser (AdamW,
+   one-cycle) for every row, one torch thread; the context block is the only difference.
+4. Evaluation (:func:`evaluate`): mIoU over all test pixels and over the interior pixels (whose
+   whole base receptive field sees one label: :func:`glass.interior_mask`), and the fraction of
+   each test object's pixels labelled right, by object size.
+5. Report (:func:`run`): JSON with every seed's numbers and a Markdown table (mean ± std).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datasets import MissingDataError, fail_with_hint, load_fashion_mnist
+from glass import GlassScenes, interior_mask, receptive_field, stack_scenes
+from models import NonLocal2d, conv_block
+from training import (confusion_matrix, count_macs, count_parameters, markdown_table, mean_std,
+                      run_environment, segmentation_scores)
+
+from graphattn import LatentGNN2d, LGA2d
+
+#: The task: canvas side, objects per scene, object box sides (px), background zoom.
+TASK = dict(size=96, objects=(1, 2), sides=(42, 89), zoom=(1.0, 2.0))
+#: Object-size bins (box side in pixels, lower bounds) for the by-size scores.
+SIZE_BINS = (42, 58, 74)
+LR = 3e-3
+#: Extra 3x3 conv blocks at 1/4 of the 'deeper' row: chosen so that its parameter count
+#: is the nearest to base + LGA at depth 4 (see the table's params column).
+DEEPER_BLOCKS = 1
+
+ROWS = ('background', 'colour', 'base', 'deeper', 'lga1', 'lga2', 'lga4', 'lga8', 'lga16',
+        'latentgnn', 'nonlocal')
+DISPLAY = {'background': 'trivial: all background', 'colour': 'trivial: per-pixel colour',
+           'base': 'base', 'deeper': f'base + {DEEPER_BLOCKS} conv block (params ≈ LGA-4)',
+           'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local',
+           **{f'lga{d}': f'base + LGA, depth {d}' for d in (1, 2, 4, 8, 16)}}
+
+
+def context_block(row: str, channels: int) -> nn.Module:
+    """The row's context block on the 1/4 map (``nn.Identity`` for the base)."""
+    if row in ('base', 'deeper'):
+        return nn.Identity()
+    if row.startswith('lga'):
+        return LGA2d(channels, num_layers=int(row[3:]), fuse=True)
+    if row == 'latentgnn':
+        return LatentGNN2d(channels, latent_dims=[32], channel_stride=4)
+    if row == 'nonlocal':
+        return NonLocal2d(channels)
+    raise ValueError(f"unknown row {row!r}; choose one of {ROWS}")
+
+
+class GlassNet(nn.Module):
+    """A light U-Net: two conv blocks at 1/2 and at 1/4 resolution (widths w, 2w), the context
+    block on the 1/4 map, then a bilinear upsampling to 1/2, concatenation with the 1/2 features,
+    one conv block, a 1x1 head and a bilinear upsampling to the input's size.
+
+    Without a context block it sees 31x31 input pixels (:meth:`receptive_field`), less than most
+    objects (42-89 px boxes). ``extra_blocks`` more 3x3 blocks at 1/4 make the 'deeper' rival.
+    """
+
+    def __init__(self, context: str = 'base', width: int = 16, num_classes: int = 11,
+                 extra_blocks: int = 0):
+        super().__init__()
+        w = width
+        # Inputs are standardised with fixed constants (roughly the photos' statistics).
+        self.register_buffer('mean', torch.tensor([0.45, 0.42, 0.40]).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
+        self.enc1 = nn.Sequential(conv_block(3, w, 2), conv_block(w, w))                  # 1/2
+        self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w),       # 1/4
+                                  *[conv_block(2 * w, 2 * w) for _ in range(extra_blocks)])
+        self.context = context_block(context, 2 * w)
+        self.up1 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
+        self.dec1 = conv_block(3 * w, w)
+        self.head = nn.Conv2d(w, num_classes, 1)
+        self.up2 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
+
+    def paths(self) -> List[List[nn.Module]]:
+        """Input-to-output chains of layers: through the context block, and through the skip."""
+        return [[self.enc1, self.enc2, self.context, self.up1, self.dec1, self.head, self.up2],
+                [self.enc1, self.dec1, self.head, self.up2]]
+
+    def receptive_field(self) -> int:
+        """Side (px) of the input window an output pixel sees; ``ValueError`` if unbounded."""
+        return max(receptive_field(p) for p in self.paths())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        f1 = self.enc1((image - self.mean) / self.std)
+        f2 = self.context(self.enc2(f1))
+        d1 = self.dec1(torch.cat([self.up1(f2), f1], 1))
+        return self.up2(self.head(d1))
+
+
+class ColourNet(nn.Module):
+    """The per-pixel colour classifier: 1x1 convolutions only (receptive field 1 pixel)."""
+
+    def __init__(self, num_classes: int = 11, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1),
+                                 nn.ReLU(), nn.Conv2d(hidden, num_classes, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image * 4 - 2)
+
+
+def build(row: str) -> nn.Module:
+    if row == 'colour':
+        return ColourNet()
+    return GlassNet(row, extra_blocks=DEEPER_BLOCKS if row == 'deeper' else 0)
+
+
+def make_data(train_size: int, test_size: int) -> tuple:
+    """Train and test scenes, each built once and kept in memory (a few ms per scene)."""
+    train = stack_scenes(GlassScenes('train', train_size, source=load_fashion_mnist('train'),
+                                     **TASK))
+    test = stack_scenes(GlassScenes('test', test_size, source=load_fashion_mnist('test'),
+                                    **TASK))
+    return train, test
+
+
+def train_model(row: str, train: dict, steps: int, batch_size: int, seed: int):
+    """Train one row's model; returns it, the wall seconds of the run and the loss curve."""
+    torch.manual_seed(seed)
+    model = build(row)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps,
+                                                   pct_start=0.15)
+    images, labels = train['images'], train['labels']
+    g = torch.Generator().manual_seed(seed)
+    losses: List[float] = []
+    start = time.time()
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(images.size(0), (batch_size,), generator=g)
+        x, y = images[idx], labels[idx]
+        if bool(torch.rand((), generator=g) < 0.5):   # a mirrored item keeps its class
+            x, y = x.flip(-1), y.flip(-1)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    return model, time.time() - start, losses
+
+
+def _scores(pred: torch.Tensor, test: dict, field: int) -> Dict[str, object]:
+    """mIoU (all pixels, interior pixels) and per-object accuracy by size of predictions."""
+    n = GlassScenes.num_classes
+    labels, instances, sides = test['labels'], test['instances'], test['sides']
+    inner = interior_mask(labels, field)
+    full = segmentation_scores(confusion_matrix(pred, labels, n))
+    interior = segmentation_scores(confusion_matrix(pred, labels.masked_fill(~inner, -1), n))
+    # Per object: the fraction of its pixels (and of its interior pixels) labelled right.
+    by_size: Dict[str, List[float]] = {str(b): [] for b in SIZE_BINS}
+    by_size_inner: Dict[str, List[float]] = {str(b): [] for b in SIZE_BINS}
+    for i in range(labels.size(0)):
+        for k in range(sides.size(1)):
+            side = int(sides[i, k])
+            obj = instances[i] == k + 1
+            if side == 0 or not obj.any():
+                continue
+            bin_ = str(max(b for b in SIZE_BINS if b <= side))
+            right = pred[i] == labels[i]
+            by_size[bin_].append(float(right[obj].float().mean()) * 100)
+            core = obj & inner[i]
+            if core.any():
+                by_size_inner[bin_].append(float(right[core].float().mean()) * 100)
+    mean = lambda v: statistics.mean(v) if v else float('nan')   # noqa: E731
+    return {'miou': full['miou'], 'pixel_acc': full['pixel_acc'], 'interior_miou':
+            interior['miou'], 'interior_pixel_acc': interior['pixel_acc'],
+            'object_acc_by_size': {b: mean(v) for b, v in by_size.items()},
+            'interior_object_acc_by_size': {b: mean(v) for b, v in by_size_inner.items()},
+            'objects_by_size': {b: len(v) for b, v in by_size.items()}}
+
+
+@torch.no_grad()
+def evaluate(model: Optional[nn.Module], test: dict, field: int,
+             batch_size: int = 50) -> Dict[str, object]:
+    """Scores of a model (``None``: the all-background predictor) on the test scenes."""
+    labels = test['labels']
+    if model is None:
+        return _scores(torch.zeros_like(labels), test, field)
+    model.eval()
+    pred = torch.cat([model(test['images'][s:s + batch_size]).argmax(1)
+                      for s in range(0, labels.size(0), batch_size)])
+    return _scores(pred, test, field)
+
+
+def table_row(result: dict) -> Dict[str, str]:
+    """A result (numbers, one entry per seed) as a table row (mean ± std strings)."""
+    bins = [str(b) for b in SIZE_BINS]
+    return {'model': result['model'], 'mIoU (%)': mean_std(result['miou']),
+            'interior mIoU (%)': mean_std(result['interior_miou']),
+            **{f'obj. acc {b}+ px': mean_std([s[b] for s in result['object_acc_by_size']])
+               for b in bins},
+            'params': f"{result['params']:,}", 'MMACs / image': f"{result['macs'] / 1e6:.1f}",
+            's / run': ('-' if not result['wall_s'] else
+                        f"{statistics.mean(result['wall_s']):.0f}")}
+
+
+def run(rows: List[str], seeds: List[int], steps: int, batch_size: int, train_size: int,
+        test_size: int, out: str, tag: str = 'glass') -> List[dict]:
+    torch.set_num_threads(1)   # one thread: the timings are per core, and cores are shared
+    start = time.time()
+    train, test = make_data(train_size, test_size)
+    field = GlassNet('base').receptive_field()
+    inner = interior_mask(test['labels'], field)
+    objects = test['labels'] > 0
+    print(f"glass: {train_size} train / {test_size} test scenes ({time.time() - start:.0f} s "
+          f"to build), base receptive field {field} px; interior = "
+          f"{100 * float(inner.float().mean()):.1f}% of test pixels, "
+          f"{100 * float((inner & objects).sum() / objects.sum()):.1f}% of object pixels; "
+          f"{steps} steps of batch {batch_size}; seeds {seeds}", flush=True)
+    os.makedirs(out, exist_ok=True)
+    results = []
+    for row in rows:
+        per_seed, walls, curves = [], [], []
+        model = None
+        for seed in (seeds if row != 'background' else seeds[:1]):
+            if row == 'background':
+                per_seed.append(evaluate(None, test, field))
+                continue
+            model, wall, losses = train_model(row, train, steps, batch_size, seed)
+            per_seed.append(evaluate(model, test, field))
+            walls.append(wall)
+            curves.append(losses[::10])
+            print(f"  {row:<10} seed {seed}: mIoU {per_seed[-1]['miou']:.1f}, interior "
+                  f"{per_seed[-1]['interior_miou']:.1f} ({wall:.0f} s)", flush=True)
+        sample = test['images'][:1]
+        result = {'key': row, 'model': DISPLAY[row], 'seeds': seeds if model else seeds[:1],
+                  'params': count_parameters(model) if model else 0,
+                  'macs': count_macs(model, sample) if model else 0, 'wall_s': walls,
+                  'loss_every_10_steps': curves,
+                  **{k: [s[k] for s in per_seed] for k in per_seed[0]}}
+        results.append(result)
+        # Write after every row: a long run that is stopped keeps what it finished.
+        _write(results, out, tag, dict(rows=rows, seeds=seeds, steps=steps,
+                                        batch_size=batch_size, train_size=train_size,
+                                        test_size=test_size, task=TASK, receptive_field=field,
+                                        interior_fraction=float(inner.float().mean()),
+                                        optimizer='AdamW', max_lr=LR, weight_decay=1e-4,
+                                        schedule='OneCycle, 15% warm-up',
+                                        augmentation='random horizontal flip', threads=1))
+    print(markdown_table([table_row(r) for r in results]))
+    print(f"total wall time {time.time() - start:.0f} s")
+    return results
+
+
+def _write(results: List[dict], out: str, tag: str, config: dict) -> None:
+    with open(os.path.join(out, f'{tag}.json'), 'w') as f:
+        json.dump({'config': config, 'environment': run_environment(), 'rows': results}, f,
+                  indent=1)
+    with open(os.path.join(out, f'{tag}.md'), 'w') as f:
+        f.write(markdown_table([table_row(r) for r in results]) + '\n')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--steps', type=int, default=600)
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--train-size', type=int, default=2000)
+    parser.add_argument('--test-size', type=int, default=300)
+    parser.add_argument('--out', default='outputs/glass')
+    parser.add_argument('--tag', default='glass', help='name of the JSON / Markdown files')
+    args = parser.parse_args()
+    try:
+        run(args.rows, args.seeds, args.steps, args.batch_size, args.train_size,
+            args.test_size, args.out, args.tag)
+    except MissingDataError as error:
+        fail_with_hint(error)
+
+
+if __name__ == '__main__':
+    main()
