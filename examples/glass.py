@@ -8,8 +8,8 @@ packages. Each scene is made in four steps (:meth:`GlassScenes.scene`):
    :data:`datasets.DEHAZE_TEST_PHOTOS` only (rocket, chelsea, coins, gravel): no test photo is
    ever seen in training.
 2. Objects: 1 or 2 Fashion-MNIST silhouettes (train items for train scenes, test items for test
-   scenes; the item's pixels above 0.1, holes filled), enlarged smoothly to a box of 42 to 89
-   pixels, placed where they do not overlap.
+   scenes; the item's pixels above 0.1, holes filled), enlarged smoothly to a box of 36 to 64
+   pixels on a 64x64 canvas, placed where they do not overlap.
 3. Glass rendering (:func:`render_glass`): inside an object the background shows through,
    refracted by a displacement field that is the gradient of the blurred silhouette (strong near
    the outline, nearly zero deep inside, like a thick glass slab with rounded edges), faintly
@@ -75,7 +75,7 @@ def image_gradient(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def render_glass(photo: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, *,
-                 refraction: float = 40.0, height_sigma: float = 3.0) -> torch.Tensor:
+                 refraction: float = 30.0, height_sigma: float = 2.5) -> torch.Tensor:
     """Render the objects of a ``(S, S)`` boolean ``mask`` as glass over ``photo`` (3, S, S).
 
     The glass is a slab whose height is the silhouette blurred by ``height_sigma``; light
@@ -136,8 +136,8 @@ class GlassScenes(torch.utils.data.Dataset):
     num_classes = 11
     PLACEMENT_TRIES = 50
 
-    def __init__(self, split: str = 'train', length: int = 1000, *, size: int = 96,
-                 objects: Tuple[int, int] = (1, 2), sides: Tuple[int, int] = (42, 89),
+    def __init__(self, split: str = 'train', length: int = 1000, *, size: int = 64,
+                 objects: Tuple[int, int] = (1, 2), sides: Tuple[int, int] = (36, 64),
                  zoom: Tuple[float, float] = (1.0, 2.0), seed: int = 0,
                  source: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                  photos: Optional[Sequence[str]] = None):

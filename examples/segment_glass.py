@@ -4,14 +4,15 @@
 
 The steps, each in its own function below:
 
-1. Data (:func:`make_data`): glass scenes of :mod:`glass` (96x96 crops of real photos, 1 or 2
+1. Data (:func:`make_data`): glass scenes of :mod:`glass` (64x64 crops of real photos, 1 or 2
    Fashion-MNIST silhouettes rendered as glass, 11 classes); train scenes from the train photos
    and train items, test scenes from other photos and the test items.
-2. Models (:class:`GlassNet`): a light U-Net, encoder to 1/4 resolution, one context block on
-   the 1/4 map, decoder with a skip from 1/2. Its receptive field is computed from its layers
-   (:func:`glass.receptive_field`). Rows (:data:`ROWS`): the base; the base made deeper to the
-   parameter count of base + LGA; + LGA at depth 1 to 16; + LatentGNN; + non-local; and two
-   trivial rows: every pixel background, and a per-pixel colour classifier (1x1 convolutions).
+2. Models (:class:`GlassNet`): a light U-Net (19-px receptive field), encoder to 1/4
+   resolution, one context block on the 1/4 map, decoder with a skip from 1/2. Its receptive
+   field is computed from its layers (:func:`glass.receptive_field`). Rows (:data:`ROWS`): the
+   base; the base made deeper to the parameter count of base + LGA-4; + LGA at depth 1 to 16;
+   + LatentGNN; + non-local; and two trivial rows: every pixel background, and a per-pixel
+   colour classifier (1x1 convolutions).
 3. Training (:func:`train_model`): the same scenes, batches, steps and optimiser (AdamW,
    one-cycle) for every row, one torch thread; the context block is the only difference.
 4. Evaluation (:func:`evaluate`): mIoU over all test pixels and over the interior pixels (whose
@@ -41,9 +42,9 @@ from training import (confusion_matrix, count_macs, count_parameters, markdown_t
 from graphattn import LatentGNN2d, LGA2d
 
 #: The task: canvas side, objects per scene, object box sides (px), background zoom.
-TASK = dict(size=96, objects=(1, 2), sides=(42, 89), zoom=(1.0, 2.0))
+TASK = dict(size=64, objects=(1, 2), sides=(36, 64), zoom=(1.0, 2.0))
 #: Object-size bins (box side in pixels, lower bounds) for the by-size scores.
-SIZE_BINS = (42, 58, 74)
+SIZE_BINS = (36, 46, 56)
 LR = 3e-3
 #: Extra 3x3 conv blocks at 1/4 of the 'deeper' row: chosen so that its parameter count
 #: is the nearest to base + LGA at depth 4 (see the table's params column).
@@ -71,12 +72,14 @@ def context_block(row: str, channels: int) -> nn.Module:
 
 
 class GlassNet(nn.Module):
-    """A light U-Net: two conv blocks at 1/2 and at 1/4 resolution (widths w, 2w), the context
-    block on the 1/4 map, then a bilinear upsampling to 1/2, concatenation with the 1/2 features,
-    one conv block, a 1x1 head and a bilinear upsampling to the input's size.
+    """A light U-Net: two conv blocks (3x3 conv, batch norm, ReLU) at 1/2 resolution and one at
+    1/4 (widths w, 2w), the context block on the 1/4 map (16x16 for 64x64 scenes), then a
+    bilinear upsampling to 1/2, concatenation with the 1/2 features, a 1x1 conv block, a 1x1
+    head and a bilinear upsampling to the input's size.
 
-    Without a context block it sees 31x31 input pixels (:meth:`receptive_field`), less than most
-    objects (42-89 px boxes). ``extra_blocks`` more 3x3 blocks at 1/4 make the 'deeper' rival.
+    Without a context block it sees 19x19 input pixels (:meth:`receptive_field`), about half an
+    object's box (36-64 px). ``extra_blocks`` more 3x3 blocks at 1/4 make the 'deeper' rival
+    (each widens the field by 8 px).
     """
 
     def __init__(self, context: str = 'base', width: int = 16, num_classes: int = 11,
@@ -87,11 +90,13 @@ class GlassNet(nn.Module):
         self.register_buffer('mean', torch.tensor([0.45, 0.42, 0.40]).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
         self.enc1 = nn.Sequential(conv_block(3, w, 2), conv_block(w, w))                  # 1/2
-        self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w),       # 1/4
+        self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2),                                 # 1/4
                                   *[conv_block(2 * w, 2 * w) for _ in range(extra_blocks)])
         self.context = context_block(context, 2 * w)
         self.up1 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
-        self.dec1 = conv_block(3 * w, w)
+        # A 1x1 decoder block: a 3x3 one would widen the field by 8 px for little else.
+        self.dec1 = nn.Sequential(nn.Conv2d(3 * w, w, 1, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU(inplace=True))
         self.head = nn.Conv2d(w, num_classes, 1)
         self.up2 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
 
@@ -233,38 +238,48 @@ def run(rows: List[str], seeds: List[int], steps: int, batch_size: int, train_si
           f"{100 * float((inner & objects).sum() / objects.sum()):.1f}% of object pixels; "
           f"{steps} steps of batch {batch_size}; seeds {seeds}", flush=True)
     os.makedirs(out, exist_ok=True)
-    results = []
-    for row in rows:
-        per_seed, walls, curves = [], [], []
-        model = None
-        for seed in (seeds if row != 'background' else seeds[:1]):
+    config = dict(rows=rows, seeds=seeds, steps=steps, batch_size=batch_size,
+                  train_size=train_size, test_size=test_size, task=TASK, receptive_field=field,
+                  interior_fraction=float(inner.float().mean()),
+                  interior_fraction_of_objects=float((inner & objects).sum() / objects.sum()),
+                  optimizer='AdamW', max_lr=LR, weight_decay=1e-4,
+                  schedule='OneCycle, 15% warm-up', augmentation='random horizontal flip',
+                  threads=1)
+    results: Dict[str, dict] = {}
+    sample = test['images'][:1]
+    # Seeds outside, rows inside, the JSON rewritten after every run: a run that is stopped
+    # early keeps every row for the seeds it finished.
+    for n, seed in enumerate(seeds):
+        for row in rows:
             if row == 'background':
-                per_seed.append(evaluate(None, test, field))
+                if n == 0:
+                    scores = evaluate(None, test, field)
+                    results[row] = {'key': row, 'model': DISPLAY[row], 'seeds': [seed],
+                                    'params': 0, 'macs': 0, 'wall_s': [],
+                                    'loss_every_10_steps': [],
+                                    **{k: [v] for k, v in scores.items()}}
                 continue
             model, wall, losses = train_model(row, train, steps, batch_size, seed)
-            per_seed.append(evaluate(model, test, field))
-            walls.append(wall)
-            curves.append(losses[::10])
-            print(f"  {row:<10} seed {seed}: mIoU {per_seed[-1]['miou']:.1f}, interior "
-                  f"{per_seed[-1]['interior_miou']:.1f} ({wall:.0f} s)", flush=True)
-        sample = test['images'][:1]
-        result = {'key': row, 'model': DISPLAY[row], 'seeds': seeds if model else seeds[:1],
-                  'params': count_parameters(model) if model else 0,
-                  'macs': count_macs(model, sample) if model else 0, 'wall_s': walls,
-                  'loss_every_10_steps': curves,
-                  **{k: [s[k] for s in per_seed] for k in per_seed[0]}}
-        results.append(result)
-        # Write after every row: a long run that is stopped keeps what it finished.
-        _write(results, out, tag, dict(rows=rows, seeds=seeds, steps=steps,
-                                        batch_size=batch_size, train_size=train_size,
-                                        test_size=test_size, task=TASK, receptive_field=field,
-                                        interior_fraction=float(inner.float().mean()),
-                                        optimizer='AdamW', max_lr=LR, weight_decay=1e-4,
-                                        schedule='OneCycle, 15% warm-up',
-                                        augmentation='random horizontal flip', threads=1))
-    print(markdown_table([table_row(r) for r in results]))
+            scores = evaluate(model, test, field)
+            print(f"  {row:<10} seed {seed}: mIoU {scores['miou']:.1f}, interior "
+                  f"{scores['interior_miou']:.1f} ({wall:.0f} s)", flush=True)
+            if row not in results:
+                results[row] = {'key': row, 'model': DISPLAY[row], 'seeds': [],
+                                'params': count_parameters(model),
+                                'macs': count_macs(model, sample), 'wall_s': [],
+                                'loss_every_10_steps': [], **{k: [] for k in scores}}
+            r = results[row]
+            r['seeds'].append(seed)
+            r['wall_s'].append(wall)
+            r['loss_every_10_steps'].append(losses[::10])
+            for k, v in scores.items():
+                r[k].append(v)
+            _write(list(results.values()), out, tag, config)
+    results_list = [results[r] for r in rows if r in results]
+    _write(results_list, out, tag, config)
+    print(markdown_table([table_row(r) for r in results_list]))
     print(f"total wall time {time.time() - start:.0f} s")
-    return results
+    return results_list
 
 
 def _write(results: List[dict], out: str, tag: str, config: dict) -> None:
@@ -275,17 +290,128 @@ def _write(results: List[dict], out: str, tag: str, config: dict) -> None:
         f.write(markdown_table([table_row(r) for r in results]) + '\n')
 
 
+
+# --- Figures ---------------------------------------------------------------------------------
+
+def example_figure(out: str, count: int = 4) -> str:
+    """Test scenes: the photo, its glass rendering, the label, the interior mask."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from figures import COLLAGE_COLOURS, COLLAGE_NAMES
+    test = GlassScenes('test', count, **TASK)
+    field = GlassNet('base').receptive_field()
+    cmap = ListedColormap(COLLAGE_COLOURS)
+    fig, axes = plt.subplots(count, 4, figsize=(8.4, 2.2 * count + 1.0), squeeze=False)
+    titles = ('real photo (test split)', 'glass rendering (input)', 'label',
+              f'interior: {field}x{field} field\nsees one label (white)')
+    for i in range(count):
+        sc = test.scene(i)
+        axes[i, 0].imshow(sc.photo.permute(1, 2, 0))
+        axes[i, 0].set_ylabel(sc.photo_name, fontsize=9)
+        axes[i, 1].imshow(sc.image.permute(1, 2, 0))
+        axes[i, 2].imshow(sc.label, cmap=cmap, vmin=-0.5, vmax=10.5, interpolation='nearest')
+        axes[i, 3].imshow(interior_mask(sc.label, field), cmap='gray', vmin=0, vmax=1,
+                          interpolation='nearest')
+        for j in range(4):
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(titles[j], fontsize=9)
+    bottom = 0.9 / fig.get_figheight()
+    fig.subplots_adjust(bottom=bottom, wspace=0.05, hspace=0.08)
+    handles = [Patch(facecolor=c, edgecolor='black', linewidth=0.3, label=n)
+               for n, c in zip(COLLAGE_NAMES, COLLAGE_COLOURS)]
+    fig.legend(handles=handles, loc='upper center', ncol=4, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, bottom))
+    path = os.path.join(out, 'glass_examples.png')
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
+    return path
+
+
+def depth_and_size_figure(result_files: List[str], out: str) -> str:
+    """mIoU (overall, interior) against LGA depth, and object accuracy against object size.
+
+    Rows of every JSON in ``result_files`` are pooled (a later file's row replaces an earlier
+    one with the same key); the base, LatentGNN and the parameter-matched base are drawn as
+    horizontal references.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows: Dict[str, dict] = {}
+    for path in result_files:
+        with open(path) as f:
+            rows.update({r['key']: r for r in json.load(f)['rows']})
+    depths = [d for d in (1, 2, 4, 8, 16) if f'lga{d}' in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    refs = [('base', 'base', 'black'), ('deeper', 'param-matched base', 'grey'),
+            ('latentgnn', 'LatentGNN', 'tab:green'), ('nonlocal', 'non-local', 'tab:purple'),
+            ('colour', 'per-pixel colour', 'tab:red')]
+    for ax, metric, title in ((axes[0], 'miou', 'mIoU, all test pixels'),
+                              (axes[1], 'interior_miou', 'mIoU, interior pixels')):
+        if depths:
+            mean = [statistics.mean(rows[f'lga{d}'][metric]) for d in depths]
+            std = [statistics.stdev(rows[f'lga{d}'][metric]) if len(rows[f'lga{d}'][metric]) > 1
+                   else 0.0 for d in depths]
+            ax.errorbar(depths, mean, yerr=std, marker='o', capsize=3, color='tab:blue',
+                        label='base + LGA (mean ± std over seeds)')
+        for key, name, colour in refs:
+            if key in rows:
+                ax.axhline(statistics.mean(rows[key][metric]), color=colour, ls='--', lw=1,
+                           label=name)
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(depths or [1])
+        ax.set_xticklabels([str(d) for d in depths] or ['1'])
+        ax.set_xlabel('LGA depth (layers)')
+        ax.set_ylabel('%')
+        ax.set_title(title)
+    axes[0].legend(fontsize=8)
+    ax = axes[2]
+    bins = [str(b) for b in SIZE_BINS]
+    for key in ['base', 'deeper', *[f'lga{d}' for d in depths], 'latentgnn', 'nonlocal']:
+        if key not in rows:
+            continue
+        values = [statistics.mean([s[b] for s in rows[key]['object_acc_by_size']])
+                  for b in bins]
+        ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'])
+    ax.set_xticks(range(len(bins)))
+    edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
+    ax.set_xticklabels([f'{lo}-{hi - 1}' for lo, hi in zip(edges, edges[1:])])
+    ax.set_xlabel('object box side (px)')
+    ax.set_ylabel('% of object pixels labelled right')
+    ax.set_title('objects by size (mean over seeds)')
+    ax.legend(fontsize=7)
+    path = os.path.join(out, 'glass_depth_size.png')
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--steps', type=int, default=600)
-    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--train-size', type=int, default=2000)
     parser.add_argument('--test-size', type=int, default=300)
     parser.add_argument('--out', default='outputs/glass')
     parser.add_argument('--tag', default='glass', help='name of the JSON / Markdown files')
+    parser.add_argument('--figures', nargs='*', metavar='JSON',
+                        help='only draw the figures (examples; depth and size from these '
+                             'result files) into --out')
     args = parser.parse_args()
+    if args.figures is not None:
+        os.makedirs(args.out, exist_ok=True)
+        print('figure:', example_figure(args.out))
+        if args.figures:
+            print('figure:', depth_and_size_figure(args.figures, args.out))
+        return
     try:
         run(args.rows, args.seeds, args.steps, args.batch_size, args.train_size,
             args.test_size, args.out, args.tag)
