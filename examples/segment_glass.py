@@ -348,12 +348,13 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
         with open(path) as f:
             rows.update({r['key']: r for r in json.load(f)['rows']})
     depths = [d for d in (1, 2, 4, 8, 16) if f'lga{d}' in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     refs = [('base', 'base', 'black'), ('deeper', 'param-matched base', 'grey'),
             ('latentgnn', 'LatentGNN', 'tab:green'), ('nonlocal', 'non-local', 'tab:purple'),
-            ('colour', 'per-pixel colour', 'tab:red')]
-    for ax, metric, title in ((axes[0], 'miou', 'mIoU, all test pixels'),
-                              (axes[1], 'interior_miou', 'mIoU, interior pixels')):
+            ('colour', 'per-pixel colour', 'tab:red'),
+            ('background', 'all background', 'tab:brown')]
+    for ax, metric, title in ((axes[0, 0], 'miou', 'mIoU, all test pixels'),
+                              (axes[0, 1], 'interior_miou', 'mIoU, interior pixels')):
         if depths:
             mean = [statistics.mean(rows[f'lga{d}'][metric]) for d in depths]
             std = [statistics.stdev(rows[f'lga{d}'][metric]) if len(rows[f'lga{d}'][metric]) > 1
@@ -370,25 +371,52 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
         ax.set_xlabel('LGA depth (layers)')
         ax.set_ylabel('%')
         ax.set_title(title)
-    axes[0].legend(fontsize=8)
-    ax = axes[2]
+    axes[0, 0].legend(fontsize=8)
     bins = [str(b) for b in SIZE_BINS]
-    for key in ['base', 'deeper', *[f'lga{d}' for d in depths], 'latentgnn', 'nonlocal']:
-        if key not in rows:
-            continue
-        values = [statistics.mean([s[b] for s in rows[key]['object_acc_by_size']])
-                  for b in bins]
-        ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'])
-    ax.set_xticks(range(len(bins)))
     edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
-    ax.set_xticklabels([f'{lo}-{hi - 1}' for lo, hi in zip(edges, edges[1:])])
-    ax.set_xlabel('object box side (px)')
-    ax.set_ylabel('% of object pixels labelled right')
-    ax.set_title('objects by size (mean over seeds)')
-    ax.legend(fontsize=7)
+    for ax, metric, title in (
+            (axes[1, 0], 'object_acc_by_size', 'objects by size: % of their pixels right'),
+            (axes[1, 1], 'interior_object_acc_by_size',
+             'objects by size: % of their interior pixels right')):
+        for key in ['base', 'deeper', *[f'lga{d}' for d in depths], 'latentgnn', 'nonlocal']:
+            if key not in rows:
+                continue
+            values = [statistics.mean([s[b] for s in rows[key][metric]]) for b in bins]
+            ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'],
+                    ls='-' if key.startswith('lga') else '--')
+        ax.set_xticks(range(len(bins)))
+        ax.set_xticklabels([f'{lo}-{hi - 1}' for lo, hi in zip(edges, edges[1:])])
+        ax.set_xlabel('object box side (px)')
+        ax.set_ylabel('% (mean over objects, then seeds)')
+        ax.set_title(title)
+    axes[1, 0].legend(fontsize=7)
+    fig.tight_layout()
     path = os.path.join(out, 'glass_depth_size.png')
     fig.savefig(path, dpi=100, bbox_inches='tight')
     plt.close(fig)
+    return path
+
+
+def merged_tables(result_files: List[str], out: str) -> str:
+    """One Markdown file with the rows of several result files: the main table, and the
+    accuracy on the interior pixels of objects by object size (where only context helps)."""
+    rows: Dict[str, dict] = {}
+    for path in result_files:
+        with open(path) as f:
+            rows.update({r['key']: r for r in json.load(f)['rows']})
+    ordered = [rows[k] for k in ROWS if k in rows]
+    edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
+    names = {str(lo): f'{lo}-{hi - 1} px' for lo, hi in zip(edges, edges[1:])}
+    inner = [{'model': r['model'], 'seeds': len(r['miou']),
+              **{f'interior obj. acc, {names[b]}': mean_std(
+                  [s[b] for s in r['interior_object_acc_by_size']]) for b in names},
+              **{f'obj. acc, {names[b]}': mean_std([s[b] for s in r['object_acc_by_size']])
+                 for b in names}} for r in ordered]
+    text = (markdown_table([table_row(r) for r in ordered]) + '\n\n'
+            + markdown_table(inner) + '\n')
+    path = os.path.join(out, 'glass_tables.md')
+    with open(path, 'w') as f:
+        f.write(text)
     return path
 
 
@@ -411,6 +439,7 @@ def main() -> None:
         print('figure:', example_figure(args.out))
         if args.figures:
             print('figure:', depth_and_size_figure(args.figures, args.out))
+            print('tables:', merged_tables(args.figures, args.out))
         return
     try:
         run(args.rows, args.seeds, args.steps, args.batch_size, args.train_size,
