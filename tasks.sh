@@ -9,6 +9,9 @@
 #                            venv and smoke-test it from outside the source tree
 #   ./tasks.sh test-sparse   the test suite again, with torch-scatter and torch-sparse
 #                            built from source (slow the first time; see README)
+#   ./tasks.sh gpu [args]    the device check (benchmarks/gpu_check.py): CUDA tests and
+#                            benchmark rows on a GPU machine's own python3, no setup;
+#                            --dry-run rehearses it on the CPU (docs/performance.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -150,8 +153,15 @@ case "$task" in
     setup test
     exec bash .ci/package_smoke.sh "$VENV/bin/python"
     ;;
+  gpu)
+    # No setup: a lent GPU machine has no registry to install from, and its bare python3
+    # already holds torch, PyG, triton and pytest. GPU_PYTHON picks another interpreter
+    # (the tests run the --dry-run rehearsal with the venv's).
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    exec "${GPU_PYTHON:-python3}" benchmarks/gpu_check.py "$@"
+    ;;
   *)
-    echo "usage: ./tasks.sh {demo|test|test-sparse|bench|docs|package} [args]" >&2
+    echo "usage: ./tasks.sh {demo|test|test-sparse|bench|docs|package|gpu} [args]" >&2
     exit 2
     ;;
 esac

@@ -71,7 +71,13 @@ def inverse_norm(sq: Tensor, eps: float = EPS) -> Tensor:
     ``linalg.vector_norm`` divides by the zero norm and gives NaN.
     """
     # eps^2 underflows in float16: never clamp below the dtype's smallest normal.
-    return sq.clamp_min(max(eps * eps, torch.finfo(sq.dtype).tiny)).rsqrt()
+    floor = max(eps * eps, torch.finfo(sq.dtype).tiny)
+    if sq.dtype in (torch.float16, torch.bfloat16):
+        # rsqrt's derivative at that floor (about -1e6 in float16) overflows, and the
+        # clamp's zero gradient times inf is NaN at every all-zero row (fp16 autocast):
+        # the root and its backward run in float32, the value is the same.
+        return sq.float().clamp_min(floor).rsqrt().to(sq.dtype)
+    return sq.clamp_min(floor).rsqrt()
 
 
 def l2_normalize(x: Tensor, dim: int) -> Tensor:

@@ -10,9 +10,9 @@ from torch_geometric.data.data import BaseData
 
 from graphs.validation import check_batch, check_positive_int
 
-from ._checks import check_batch_size, check_features
+from ._checks import check_batch_size, check_features, check_same_device
 from .dense_layout import DenseLayout
-from .latentgnn_base import LatentGNNBase, Output
+from .latentgnn_base import LatentGNNBase, Output, consecutive_graphs
 from .norms import check_batch_norm_nodes
 
 __all__ = ['LatentGNN']
@@ -104,9 +104,14 @@ class LatentGNN(LatentGNNBase):
                 ``Batch``) ``num_graphs`` fill ``x``, ``batch`` and
                 ``batch_size`` where not given.
             batch (LongTensor, optional): sorted graph index of each node
-                (PyG batch vector); :obj:`None` for one graph.
-            batch_size (int, optional): number of graphs (default:
-                ``batch.max() + 1``); saves a device sync.
+                (PyG batch vector); :obj:`None` for one graph. Without
+                ``batch_size`` the ids may be any int64 (cloud ids such as 0
+                and ``2**40``): the ids present are renumbered ``0, 1, ...``
+                in order, which also numbers the assignments' ``latent_adj``.
+            batch_size (int, optional): number of graphs; the ids are then
+                graph indices below it (graphs without nodes allowed, each
+                with its ``latent_adj`` entry). (default: the number of ids
+                present); saves a device sync.
             max_num_nodes (int, optional): size of the largest graph (padding
                 of the fused path; default: computed, a device sync).  With
                 ``batch_size`` and ``max_num_nodes`` given, ``torch.compile``
@@ -126,9 +131,12 @@ class LatentGNN(LatentGNNBase):
                        self.up.weight.dtype)
         n = x.size(0)
         check_batch_norm_nodes('x', n, self.norm, self.training)
+        check_same_device('x', x, batch=batch)   # first: the checks below read batch's data
         if not torch.compiler.is_compiling():   # check_batch reads the data: a device sync
             if batch is not None:
                 batch = check_batch(batch, n)
+                if batch_size is None:
+                    batch = consecutive_graphs(batch)
             elif batch_size is not None:
                 check_positive_int('batch_size', batch_size)
             if max_num_nodes is not None:

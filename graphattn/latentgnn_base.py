@@ -24,7 +24,7 @@ from .latentgnn_official import convert_official_state_dict
 from .norms import NormSpec, check_norm, make_norm
 
 __all__ = ['MODES', 'Output', 'LatentKernel', 'LatentGNNBase', 'default_channel_stride',
-           'MIN_HIDDEN_CHANNELS']
+           'MIN_HIDDEN_CHANNELS', 'consecutive_graphs']
 
 #: The fewest reduced channels :math:`C'` the default ``channel_stride`` leaves
 #: (all of :math:`C` when :math:`C` is smaller).
@@ -445,6 +445,19 @@ class LatentGNNBase(nn.Module):
         """The one return convention: ``out``, or ``(out, assignments)`` with
         ``return_assignments=True`` (one :class:`LatentAssignment` per kernel)."""
         return (out, assignments) if return_assignments else out
+
+
+def consecutive_graphs(batch: Tensor) -> Tensor:
+    """A sorted batch vector with its graph ids renumbered ``0, 1, ...`` in order.
+
+    Cloud ids may be any int64 (e.g. 0 and ``2**40``, as the kNN builders accept);
+    taken as graph indices they would size every per-graph tensor (the fused
+    path's ``(B, n, C)`` blocks, the ``(B, d, d)`` latent adjacency) by the
+    largest id. Graphs are independent, so only the ids present matter.
+    """
+    if batch.numel() == 0:
+        return batch
+    return torch.cat([batch.new_zeros(1), (batch[1:] != batch[:-1]).cumsum(0)])
 
 
 def default_channel_stride(in_channels: int) -> int:

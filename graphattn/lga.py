@@ -12,12 +12,20 @@ from torch_geometric.nn.dense.linear import Linear
 
 from graphs.validation import check_positive_int
 
-from ._checks import LGA_PATHS, check_features, check_flag, check_path
+from ._checks import (LGA_PATHS, check_choice, check_features, check_flag, check_path,
+                      check_same_device)
 from ._repr import non_default_options
 from .lga_conv import LGAConv
 from .lga_graph import GridSpec, LGAGraph
+from .norms import make_norm
 
-__all__ = ['LGA', 'LGABase', 'with_extras']
+__all__ = ['LGA', 'LGABase', 'with_extras', 'LAYER_NORMS', 'OUTPUT_INITS']
+
+#: The normalisations a stack can apply to each layer's input (``norm=``).
+LAYER_NORMS = ('layer', 'batch', 'none')
+#: How the fusion map starts (``output_init=``): ``'identity'`` makes the block the
+#: identity at initialisation; ``'default'`` is PyG's ``Linear`` initialisation (0.1/0.2).
+OUTPUT_INITS = ('identity', 'default')
 
 
 def with_extras(out: Tensor, *extras: Any) -> Union[Tensor, Tuple[Any, ...]]:
@@ -41,7 +49,8 @@ class LGABase(Module):
                  att_channels: Optional[int] = None, normalize: str = 'softmax',
                  groups: int = 1, act: Union[str, Callable, None] = 'relu',
                  act_kwargs: Optional[dict] = None, fuse: bool = False, bias: bool = True,
-                 chunk_size: Optional[int] = None, path: str = 'auto') -> None:
+                 chunk_size: Optional[int] = None, path: str = 'auto', residual: bool = True,
+                 norm: str = 'layer', output_init: str = 'identity') -> None:
         super().__init__()
         check_positive_int('in_channels', in_channels)
         latent_channels = in_channels if latent_channels is None else latent_channels
@@ -50,6 +59,9 @@ class LGABase(Module):
         check_positive_int('heads', heads)
         check_flag('fuse', fuse)
         check_flag('concat', concat)
+        check_flag('residual', residual)
+        check_choice('norm', norm, LAYER_NORMS)
+        check_choice('output_init', output_init, OUTPUT_INITS)
         if concat and latent_channels % heads:
             raise ValueError(f"'heads' ({heads}) must divide 'latent_channels' "
                              f"({latent_channels}) with concat=True")
@@ -66,6 +78,9 @@ class LGABase(Module):
         self.normalize = normalize
         self.groups = groups
         self.fuse = fuse
+        self.residual = residual
+        self.norm = norm
+        self.output_init = output_init
         self.path = check_path(path, LGA_PATHS)
         self.out_channels = in_channels if fuse else in_channels + latent_channels
 
@@ -78,6 +93,10 @@ class LGABase(Module):
                     bias=bias, chunk_size=chunk_size)
             for _ in range(num_layers)
         ])
+        # One norm per layer, on that layer's input (pre-norm): without it the scale of
+        # the latent shrinks layer after layer (each layer averages its neighbours).
+        self.norms = (ModuleList([make_norm(norm, latent_channels) for _ in range(num_layers)])
+                      if norm != 'none' else None)
         self.lin_fuse = (Linear(in_channels + latent_channels, in_channels, bias=bias)
                          if fuse else None)
         self.reset_parameters()
@@ -86,8 +105,33 @@ class LGABase(Module):
         self.proj.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
+        for norm in self.norms or ():
+            norm.reset_parameters()
         if self.lin_fuse is not None:
             self.lin_fuse.reset_parameters()
+            if self.output_init == 'identity':
+                # [I | 0]: the fused output starts as x itself, as LatentGNN's gamma = 0
+                # and a zero-initialised non-local block do, so adding the block to a
+                # network that trains starts from that network.
+                with torch.no_grad():
+                    self.lin_fuse.weight.zero_()
+                    self.lin_fuse.weight[:, :self.in_channels].copy_(
+                        torch.eye(self.in_channels))
+                    if self.lin_fuse.bias is not None:
+                        self.lin_fuse.bias.zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                               unexpected_keys, error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        # A state dict saved by graphattn 0.1/0.2 has no per-layer norms: say how to build
+        # the module that loads it, beside torch's list of missing keys.
+        if (strict and self.norms is not None and f'{prefix}convs.0.lin_value.weight' in state_dict
+                and not any(k.startswith(f'{prefix}norms.') for k in state_dict)):
+            error_msgs.append(
+                "this state dict has no per-layer norms: it is of the graphattn 0.1/0.2 form; "
+                "build the module with residual=False, norm='none', output_init='default' "
+                "to load it (the 0.2 stack)")
 
     def _check_x(self, x: Any, shapes: Tuple[str, ...], dims: Tuple[int, ...],
                  channel_dim: int) -> Tensor:
@@ -98,13 +142,21 @@ class LGABase(Module):
                ) -> Tuple[Tensor, List[Any]]:
         """Run every layer on the prepared graph; the attention of each when asked."""
         attention: List[Any] = []
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
+            z = h if self.norms is None else self._normed(self.norms[i], h)
             if need_attention:
-                h, att = conv(h, graph, return_attention_weights=True)
+                z, att = conv(z, graph, return_attention_weights=True)
                 attention.append(att)
             else:
-                h = conv(h, graph)
+                z = conv(z, graph)
+            h = h + z if self.residual else z
         return h, attention
+
+    @staticmethod
+    def _normed(norm: Module, h: Tensor) -> Tensor:
+        if isinstance(norm, torch.nn.BatchNorm1d):   # statistics over all nodes of all graphs
+            return norm(h.reshape(-1, h.size(-1))).view_as(h)
+        return norm(h)
 
     def output(self, x: Tensor, latent: Tensor, dim: int = -1) -> Tensor:
         """Concatenate ``[x, latent]`` along ``dim`` and fuse if ``fuse=True``."""
@@ -122,7 +174,9 @@ class LGABase(Module):
             heads=(self.heads, 1), concat=(self.concat, True), score=(self.score, 'center'),
             edge_encoder=(encoder, 'identity'), normalize=(self.normalize, 'softmax'),
             groups=(self.groups, 1), fuse=(self.fuse, False),
-            chunk_size=(conv.chunk_size, None), path=(self.path, 'auto'))
+            chunk_size=(conv.chunk_size, None), path=(self.path, 'auto'),
+            residual=(self.residual, True), norm=(self.norm, 'layer'),
+            output_init=(self.output_init, 'identity'))
 
 
 class LGA(LGABase):
@@ -132,12 +186,13 @@ class LGA(LGABase):
     for any graph of :mod:`graphs` (grid or kNN).
 
     .. math::
-        \mathbf{h}^{(0)} = \mathbf{W}_{in} \mathbf{x}, \qquad
-        \mathbf{h}^{(l)} = \mathrm{LGAConv}^{(l)}\big(\mathbf{h}^{(l-1)}\big)
-        \ (l = 1, \dots, L), \qquad
-        \mathbf{y} = \big[\mathbf{x} \,\Vert\, \mathbf{h}^{(L)}\big]
+        \mathbf{h}^{(0)} &= \mathbf{W}_{in} \mathbf{x}, \\
+        \mathbf{h}^{(l)} &= \mathbf{h}^{(l-1)} + \mathrm{LGAConv}^{(l)}\big(
+        \mathrm{Norm}^{(l)}(\mathbf{h}^{(l-1)})\big) \quad (l = 1, \dots, L), \\
+        \mathbf{y} &= \big[\mathbf{x} \,\Vert\, \mathbf{h}^{(L)}\big]
         \ \text{or, with } \texttt{fuse}, \
-        \mathbf{y} = \mathbf{W}_{f} \big[\mathbf{x} \,\Vert\, \mathbf{h}^{(L)}\big].
+        \mathbf{y} = \mathbf{W}_{f} \big[\mathbf{x} \,\Vert\, \mathbf{h}^{(L)}\big],
+        \quad \mathbf{W}_{f} = [\mathbf{I} \,\Vert\, \mathbf{0}] \text{ at initialisation}.
 
     :math:`\mathbf{x}` is the paper's :math:`F_{in}`, :math:`\mathbf{h}^{(L)}`
     its :math:`F_{out}` (the latent features :class:`~graphattn.LGALoss` acts
@@ -151,6 +206,21 @@ class LGA(LGABase):
     optional fusion back to ``in_channels`` and the layer internals are our
     reading. The graph is validated and prepared once per call
     (:meth:`LGAConv.prepare`), not per layer.
+
+    **A stack that trains at any depth.** Each layer averages its neighbours,
+    so a plain stack (:math:`\mathbf{h}^{(l)} = \mathrm{LGAConv}^{(l)}(
+    \mathbf{h}^{(l-1)})`, graphattn 0.1/0.2) shrinks its signal and its
+    gradient layer after layer: at initialisation the gradient reaching the
+    first layer is 1/10 of the last layer's at 4 layers and about 1/1,000,000
+    at 16. Hence the pre-norm residual form above (``residual=True``,
+    ``norm='layer'``: "res+" of DeeperGCN, PyG's ``DeepGCNLayer``), which keeps
+    that ratio near 1 at every depth, and a fusion that starts as
+    :math:`[\mathbf{I} \,\Vert\, \mathbf{0}]` (``output_init='identity'``),
+    so that with ``fuse=True`` the block is the identity at initialisation,
+    as LatentGNN with :math:`\gamma = 0` is: adding it to a network starts
+    from that network. ``residual=False, norm='none', output_init='default'``
+    is the 0.1/0.2 stack, whose state dicts load into it unchanged.
+    Measurements: ``docs/lga.md``, "Why the stack collapsed, and the fix".
 
     Args:
         in_channels (int): Width :math:`C` of the input features.
@@ -190,6 +260,21 @@ class LGA(LGABase):
         path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` (grids)
             or ``'message_passing'`` (see :class:`~graphattn.LGAConv`);
             ``forward`` can override it. (default: :obj:`'auto'`)
+        residual (bool, optional): Add each layer's output to its input
+            (:math:`\mathbf{h}^{(l)} = \mathbf{h}^{(l-1)} + \dots`); else
+            replace it, as graphattn 0.1/0.2 did. (default: :obj:`True`)
+        norm (str, optional): The normalisation of each layer's input:
+            ``'layer'`` (:class:`torch.nn.LayerNorm` over each node's
+            channels), ``'batch'`` (:class:`torch.nn.BatchNorm1d` over all
+            nodes of the batch) or ``'none'`` (0.1/0.2). (default:
+            :obj:`'layer'`)
+        output_init (str, optional): How ``W_f`` starts with ``fuse=True``:
+            ``'identity'`` (:math:`[\mathbf{I} \,\Vert\, \mathbf{0}]`,
+            zero bias: the block's output equals its input) or ``'default'``
+            (PyG's :class:`~torch_geometric.nn.dense.linear.Linear`
+            initialisation, 0.1/0.2). Unused with ``fuse=False``, whose
+            output already carries :math:`\mathbf{x}` unchanged.
+            (default: :obj:`'identity'`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, C)` or
@@ -277,6 +362,7 @@ class LGA(LGABase):
                                   or batch.numel() != x.size(-2)):
             raise ValueError(f"'batch' must have shape ({x.size(-2)},) "
                              f"(got {getattr(batch, 'shape', type(batch).__name__)})")
+        check_same_device('x', x, batch=batch)
         if batch is not None and (batch.is_floating_point() or batch.dtype == torch.bool):
             raise TypeError(f"'batch' must be an integer tensor (got {batch.dtype})")
         h = self.proj(x)

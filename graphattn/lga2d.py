@@ -34,13 +34,16 @@ class LGA2d(LGABase):
     ``H x W`` map (every pixel linked to its 8 neighbours and itself).
 
     .. math::
-        \mathbf{h}^{(l)}_{p} = \sigma\Big(\big\Vert_{h} \sum_{t=0}^{8}
-        \alpha^{(l),h}_{p,t}\, \mathbf{V}^{(l),h} \mathbf{h}^{(l-1)}_{p + \delta_t}\Big),
+        \mathbf{h}^{(l)}_{p} = \mathbf{h}^{(l-1)}_{p} + \sigma\Big(\big\Vert_{h}
+        \sum_{t=0}^{8} \alpha^{(l),h}_{p,t}\, \mathbf{V}^{(l),h}
+        \bar{\mathbf{h}}^{(l-1)}_{p + \delta_t}\Big),
         \qquad
         \alpha^{(l),h}_{p,t} = \operatorname{softmax}_{t:\, p + \delta_t \in
         \text{image}} \big( s^{(l),h}_{p,t} \big),
 
-    with :math:`\delta_t = (dx, dy)` the stencil offsets of
+    with :math:`\bar{\mathbf{h}} = \mathrm{Norm}^{(l)}(\mathbf{h})` each
+    layer's normalised input (``norm``; the residual term is dropped with
+    ``residual=False``), :math:`\delta_t = (dx, dy)` the stencil offsets of
     :func:`graphs.grid_stencil` (direction :math:`t` is the 3x3 convolution tap
     ``(t // 3, t % 3)``) and the score :math:`s` of one of
     :class:`~graphattn.LGAConv`'s readings: per-direction 1x1 convolutions of
@@ -48,8 +51,12 @@ class LGA2d(LGABase):
     \mathbf{h}_p)_t`), of the neighbour (``'neighbor'``: :math:`s_{p,t} =
     (\mathbf{W}_n \mathbf{h}_{p+\delta_t})_t`), or both ends and the
     direction (``'pair'``). Output: ``cat([x, h^(L)], dim=1)``, or a 1x1
-    fusion of it back to ``in_channels`` with ``fuse=True``. See
-    :class:`~graphattn.LGA` for which parts are our reading.
+    fusion of it back to ``in_channels`` with ``fuse=True``, which starts as
+    the identity on ``x`` (``output_init='identity'``): at initialisation
+    ``LGA2d(C, fuse=True)(x)`` is ``x``. See :class:`~graphattn.LGA` for which
+    parts are our reading and for why the stack is residual and normalised
+    (``residual=False, norm='none', output_init='default'`` is the 0.1/0.2
+    stack, whose state dicts load unchanged).
 
     This module only reshapes: the maps are read channels-last as
     ``(B, H*W, C)`` pixels (free for ``channels_last`` inputs) and every layer
@@ -99,6 +106,13 @@ class LGA2d(LGABase):
         path (str, optional): ``'auto'``, ``'fused'``, ``'compiled'`` or
             ``'message_passing'``; can be overridden per call.
             (default: :obj:`'auto'`)
+        residual (bool, optional): Each layer adds to its input.
+            (default: :obj:`True`)
+        norm (str, optional): ``'layer'``, ``'batch'`` or ``'none'``: the
+            normalisation of each layer's input (per pixel, or over the
+            batch's pixels). (default: :obj:`'layer'`)
+        output_init (str, optional): ``'identity'`` or ``'default'``: how the
+            fusion starts with ``fuse=True``. (default: :obj:`'identity'`)
 
     Shapes:
         - **input:** :math:`(B, C, H, W)`
@@ -113,13 +127,16 @@ class LGA2d(LGABase):
                  heads: int = 1, concat: bool = True, score: str = 'center',
                  normalize: str = 'softmax', groups: int = 1,
                  act: Union[str, Callable, None] = 'relu', act_kwargs: Optional[dict] = None,
-                 fuse: bool = False, bias: bool = True, path: str = 'auto') -> None:
+                 fuse: bool = False, bias: bool = True, path: str = 'auto',
+                 residual: bool = True, norm: str = 'layer',
+                 output_init: str = 'identity') -> None:
         path = check_path(path, LGA_PATHS)
         stencil = grid_stencil(connectivity, dilation, True)  # validates both; on the CPU
         super().__init__(in_channels, latent_channels, num_layers, stencil.size(0),
                          heads=heads, concat=concat, score=score, edge_encoder='identity',
                          normalize=normalize, groups=groups, act=act, act_kwargs=act_kwargs,
-                         fuse=fuse, bias=bias, path=path)
+                         fuse=fuse, bias=bias, path=path, residual=residual, norm=norm,
+                         output_init=output_init)
         self.connectivity = connectivity
         self.dilation = dilation
         self.offsets: Tuple[Tuple[int, int], ...] = tuple(

@@ -280,7 +280,13 @@ class LGAConv(MessagePassing):
         ins = _in_pair(self.in_channels)
         ref = next(lin.weight for lin in (self.lin_att, self.lin_value) if lin is not None)
         dtype = None if is_uninitialized_parameter(ref) else ref.dtype
-        for t, c in ((x_src, ins[0]), (x_dst, ins[1])):
+        if x_dst is None and self.lin_att is not None:
+            raise ValueError(f"score={self.score!r} reads the target nodes' features (the "
+                             "centre term W_a h_i): pass x=(x_src, x_dst), or use "
+                             "score='neighbor', which reads the sources only")
+        for t, c, may_be_none in ((x_src, ins[0], False), (x_dst, ins[1], True)):
+            if t is None and may_be_none:
+                continue
             shape = '?' if c == -1 else c
             check_features('x', t, c, (f'(N, {shape})', f'(B, N, {shape})'), (2, 3), dtype)
 
@@ -291,7 +297,8 @@ class LGAConv(MessagePassing):
         """Validate ``x`` and one graph form, once: the returned
         :class:`~graphattn.lga_graph.LGAGraph` can be passed as ``edge_index`` to
         this and every other layer of the same ``edge_dim`` (a stack checks its
-        input once, not per layer)."""
+        input once, not per layer). ``x`` may be ``(x_src, None)`` (targets without
+        features) with ``score='neighbor'``."""
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         self._check_features(x_src, x_dst)
         graph = prepare_graph(x_src, x_dst, edge_index, edge_attr, size, pos, neighbors, grid,
@@ -315,7 +322,11 @@ class LGAConv(MessagePassing):
 
         Args:
             x (Tensor or (Tensor, Tensor)): Node features ``(N, C)`` or
-                ``(B, N, C)`` (``B`` graphs with the same topology).
+                ``(B, N, C)`` (``B`` graphs with the same topology), or a
+                bipartite pair ``(x_src, x_dst)``; ``x_dst`` may be :obj:`None`
+                with ``score='neighbor'`` (as in
+                :class:`~torch_geometric.nn.conv.GATConv`: the number of
+                targets comes from ``size``, the table or the edges).
             edge_index (Tensor, SparseTensor or LGAGraph, optional): ``(2, E)``,
                 row 0 the neighbours ``j``, row 1 the centres ``i``; or a
                 transposed sparse adjacency ``adj_t`` (entry ``(i, j)`` = edge
@@ -328,8 +339,9 @@ class LGAConv(MessagePassing):
             size ((int, int), optional): Numbers of source and target nodes.
             return_attention_weights (bool, optional): Also return the
                 attention weights (see Shapes). (default: :obj:`False`)
-            pos (Tensor, optional): Node positions; when ``edge_attr`` is
-                :obj:`None` it is ``pos[j] - pos[i]``.
+            pos (Tensor, optional): Node positions ``(N, D)``, or ``(B, N, D)``
+                with ``x`` ``(B, N, C)`` (one set per sample); when
+                ``edge_attr`` is :obj:`None` it is ``pos[j] - pos[i]``.
             neighbors (LongTensor, optional): The graph as an ``(N, K)``
                 neighbour table (row ``i``: the neighbours of centre ``i``,
                 ``-1`` padding).
@@ -341,13 +353,14 @@ class LGAConv(MessagePassing):
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         graph = edge_index if isinstance(edge_index, LGAGraph) else self.prepare(
             x, edge_index, edge_attr, size, pos=pos, neighbors=neighbors, grid=grid, path=path)
-        squeeze = x_dst.dim() == 2
+        squeeze = x_src.dim() == 2
         fused_relu = graph.compiled and self._relu_fusable()
         if graph.form == 'grid':
             out, alpha = self._grid(x_src.unsqueeze(0) if squeeze else x_src, graph, fused_relu)
         elif graph.form == 'table':
             out, alpha = self._table(x_src.unsqueeze(0) if squeeze else x_src,
-                                     x_dst.unsqueeze(0) if squeeze else x_dst, graph)
+                                     x_dst.unsqueeze(0) if squeeze and x_dst is not None
+                                     else x_dst, graph)
         else:
             out, alpha = self._message_passing(x_src, x_dst, graph)
             squeeze = False
@@ -365,7 +378,7 @@ class LGAConv(MessagePassing):
         """``(..., heads * width)`` -> ``(..., heads, width)``."""
         return t.view(*t.shape[:-1], self.heads, width)
 
-    def _terms(self, x_src: Tensor, x_dst: Tensor
+    def _terms(self, x_src: Tensor, x_dst: Optional[Tensor]
                ) -> Tuple[Optional[Tensor], Optional[Tensor], Tensor]:
         a = self.att_channels
         q = None if self.lin_att is None else self._split(self.lin_att(x_dst), a)
@@ -395,7 +408,8 @@ class LGAConv(MessagePassing):
             out, alpha = grid_attention(scores, as_map(v), graph.offsets, self.normalize)
         return out.view(b, height * width, *out.shape[-2:]), alpha
 
-    def _table(self, x_src: Tensor, x_dst: Tensor, graph: LGAGraph) -> Tuple[Tensor, Tensor]:
+    def _table(self, x_src: Tensor, x_dst: Optional[Tensor], graph: LGAGraph
+               ) -> Tuple[Tensor, Tensor]:
         q, k, v = self._terms(x_src, x_dst)
         table = graph.neighbors
         chunk = self.chunk_size or default_chunk_size(
@@ -409,8 +423,9 @@ class LGAConv(MessagePassing):
         alpha = normalize_dense(scores, valid, self.normalize)         # (B, N, G, K)
         return neighbor_weighted_sum(alpha, v, table, chunk), alpha
 
-    def _message_passing(self, x_src: Tensor, x_dst: Tensor, graph: LGAGraph
+    def _message_passing(self, x_src: Tensor, x_dst: Optional[Tensor], graph: LGAGraph
                          ) -> Tuple[Tensor, Tensor]:
+        # prepare_graph sets graph.size whenever x_dst is None.
         size = graph.size if graph.size is not None else (x_src.size(-2), x_dst.size(-2))
         q = None if self.lin_att is None else self.lin_att(x_dst)
         k = None if self.lin_att_src is None else self.lin_att_src(x_src)

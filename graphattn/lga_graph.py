@@ -22,7 +22,7 @@ from graphs.grid import grid_edges, grid_stencil
 from graphs.point_cloud import relative_positions
 from graphs.point_graphs import neighbors_to_edge_index
 
-from ._checks import LGA_PATHS, check_path
+from ._checks import LGA_PATHS, check_graph_tensors, check_path
 from .adjacency import adjacency_to_edge_index, is_sparse_adjacency
 
 __all__ = ['LGAGraph', 'prepare_graph', 'GridSpec', 'DEFAULT_OFFSETS']
@@ -88,7 +88,8 @@ def _edge_dim_hint(edge_dim: int, got: int) -> str:
     return ''
 
 
-def _check_edge_attr(edge_attr: Any, shape: Tuple[int, ...], edge_dim: int, what: str) -> None:
+def _check_edge_attr(edge_attr: Any, shape: Tuple[int, ...], edge_dim: int, what: str,
+                     table: bool = False) -> None:
     want = (*shape, edge_dim)
     if not isinstance(edge_attr, Tensor) or not edge_attr.is_floating_point() or (
             tuple(edge_attr.shape) != want):
@@ -96,7 +97,7 @@ def _check_edge_attr(edge_attr: Any, shape: Tuple[int, ...], edge_dim: int, what
         got = tuple(got) if got is not None else type(edge_attr).__name__
         hint = _edge_dim_hint(edge_dim, edge_attr.size(-1)) if isinstance(
             edge_attr, Tensor) and edge_attr.dim() == len(want) else ''
-        symbolic = '(E, {})' if len(shape) == 1 else '(N, K, {})'
+        symbolic = {1: '(E, {})', 2: '(N, K, {})' if table else '(B, E, {})'}[len(shape)]
         raise ValueError(f"'edge_attr' must have shape {symbolic.format(edge_dim)} = {want} "
                          f"{what}, floating point (got {got}){hint}")
 
@@ -141,7 +142,9 @@ def _edges(edge_index: Any) -> Tensor:
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape (2, E) (got shape "
                          f"{tuple(edge_index.shape)})")
-    return edge_index
+    # int32 indices (EdgeIndex, pyg-lib) are valid input, but index_fill_ and torch's
+    # scatter kernels under PyG's softmax take int64 only: one conversion per forward.
+    return edge_index.long()
 
 
 def _warn_without_self(num_nodes: int, has_self: Tensor) -> None:
@@ -159,16 +162,68 @@ def _warn_without_self(num_nodes: int, has_self: Tensor) -> None:
                       "torch_geometric.utils.add_self_loops)", UserWarning, stacklevel=4)
 
 
+def _check_pos(pos: Union[Tensor, PairTensor], num_src: int, num_dst: int,
+               batch: Optional[int]) -> None:
+    # (N, D): one position per node, shared by a batch x (B, N, C); (B, N, D): one set per
+    # sample, only with such a batch.
+    pos_src, pos_dst = _pair(pos)
+    names = ('pos', 'pos') if isinstance(pos, Tensor) else ('pos[0]', 'pos[1]')
+    for name, p, n in ((names[0], pos_src, num_src), (names[1], pos_dst, num_dst)):
+        if isinstance(p, Tensor) and p.is_floating_point() and p.dim() >= 2 and (
+                p.shape[:-1] == (n,) or (batch is not None and p.shape[:-1] == (batch, n))):
+            continue
+        got = tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__
+        batched = ('' if batch is None else
+                   f" or, one set per sample of x, (B, N, D) = ({batch}, {n}, D)")
+        hint = (" ((B, N, D) positions need x of shape (B, N, C))"
+                if batch is None and isinstance(p, Tensor) and p.dim() == 3 else '')
+        raise ValueError(f"'{name}' must have shape (N, D) = ({n}, D){batched}, floating "
+                         f"point (got {got}){hint}")
+
+
+def _offsets(pos: Union[Tensor, PairTensor], edge_index: Tensor) -> Tensor:
+    """``pos[j] - pos[i]`` per edge ``j -> i``: ``(E, D)``, or ``(B, E, D)`` for
+    positions with a batch dim."""
+    pos_src, pos_dst = _pair(pos)
+    if pos_src.dim() == 2 and pos_dst.dim() == 2:
+        return relative_positions(pos, edge_index)
+    try:
+        return (pos_src.index_select(-2, edge_index[0])
+                - pos_dst.index_select(-2, edge_index[1]))
+    except IndexError as error:
+        raise IndexError("'edge_index' holds node indices outside the positions' "
+                         f"{pos_src.size(-2)} (sources) or {pos_dst.size(-2)} (targets)"
+                         ) from error
+
+
+def _num_targets(x_dst: Optional[Tensor], size: Optional[Tuple[int, int]], edge_index: Any,
+                 neighbors: Any, flow: str) -> int:
+    """The number of target nodes: ``x_dst``'s, else ``size[1]``, else what the graph
+    holds (as PyG counts them for ``(x_src, None)``: one more than the largest target)."""
+    if x_dst is not None:
+        return x_dst.size(-2)
+    if size is not None:
+        return int(size[1])
+    if isinstance(neighbors, Tensor) and neighbors.dim() == 2:
+        return neighbors.size(0)
+    if is_sparse_adjacency(edge_index):
+        return int(edge_index.size(0))
+    if isinstance(edge_index, Tensor) and edge_index.dim() == 2 and edge_index.size(0) == 2:
+        centre = edge_index[1] if flow == 'source_to_target' else edge_index[0]
+        return int(centre.max()) + 1 if centre.numel() else 0
+    return 0   # the graph is reported as invalid by its own check
+
+
 def _relative(pos: Union[Tensor, PairTensor], edge_index: Tensor, flow: str) -> Tensor:
     # pos[j] - pos[i] for the edge j -> i: with flow='target_to_source' the
     # neighbour j is row 1 and the centre i row 0.
     if flow == 'target_to_source':
         pos_src, pos_dst = _pair(pos)
-        return relative_positions((pos_dst, pos_src), edge_index.flip(0))
-    return relative_positions(pos, edge_index)
+        return _offsets((pos_dst, pos_src), edge_index.flip(0))
+    return _offsets(pos, edge_index)
 
 
-def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
+def prepare_graph(x_src: Tensor, x_dst: Optional[Tensor], edge_index: Any = None,
                   edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
                   pos: Union[Tensor, PairTensor, None] = None, neighbors: Any = None,
                   grid: Optional[GridSpec] = None, *, edge_dim: int, path: str = 'auto',
@@ -179,7 +234,9 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     ``neighbors`` and ``grid`` must be given. ``'auto'`` runs the fused kernel
     for a table or a grid and message passing for an edge list;
     ``'message_passing'`` turns a table or a grid into its edge list;
-    ``'fused'`` needs a table or a grid, ``'compiled'`` a grid.
+    ``'fused'`` needs a table or a grid, ``'compiled'`` a grid. ``x_dst`` may be
+    :obj:`None` (targets without features): their number is then ``size[1]``, the
+    table's rows or, for an edge list, one more than the largest target.
     """
     path = check_path(path, LGA_PATHS)
     given = [name for name, value in (('edge_index', edge_index), ('neighbors', neighbors),
@@ -187,7 +244,13 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     if len(given) != 1:
         raise ValueError("pass the graph as exactly one of 'edge_index' (2, E) or adj_t, "
                          f"'neighbors' (N, K) or 'grid' (H, W) (got {given or 'none'})")
-    num_src, num_dst = x_src.size(-2), x_dst.size(-2)
+    num_src = x_src.size(-2)
+    num_dst = _num_targets(x_dst, size, edge_index, neighbors, flow)
+    if x_dst is None and size is None and grid is None:
+        size = (num_src, num_dst)
+    if pos is not None and edge_attr is None and grid is None:
+        _check_pos(pos, num_src, num_dst, x_src.size(0) if x_src.dim() == 3 else None)
+    check_graph_tensors(x_src, x_dst, edge_index, edge_attr, pos, neighbors, flow, num_dst)
     if grid is not None:
         if x_src is not x_dst:
             raise ValueError("'grid' graphs are not bipartite: pass one 'x' of shape (B, H*W, C)")
@@ -209,7 +272,8 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
     if neighbors is not None:
         table = _table(neighbors, num_src, num_dst)
         if edge_attr is not None:
-            _check_edge_attr(edge_attr, tuple(table.shape), edge_dim, "with 'neighbors'")
+            _check_edge_attr(edge_attr, tuple(table.shape), edge_dim, "with 'neighbors'",
+                             table=True)
         elif pos is None:
             raise ValueError("'edge_attr' of shape (N, K, edge_dim) is required with "
                              "'neighbors' (or pass 'pos' for relative positions)")
@@ -218,9 +282,9 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
                 num_dst, device=table.device).unsqueeze(1)).any(dim=1))
         if path == 'message_passing':
             ei = neighbors_to_edge_index(table)
-            attr = (edge_attr[table >= 0] if edge_attr is not None
-                    else relative_positions(pos, ei))
-            _check_edge_attr(attr, (ei.size(1),), edge_dim, "(relative positions of 'pos')")
+            attr = edge_attr[table >= 0] if edge_attr is not None else _offsets(pos, ei)
+            _check_edge_attr(attr, (*attr.shape[:-2], ei.size(1)), edge_dim,
+                             "(relative positions of 'pos')")
             return LGAGraph('edges', ei, attr, size=(num_src, num_dst),
                             relative=edge_attr is None)
         pos_src, pos_dst = _pair(pos)
@@ -244,7 +308,8 @@ def prepare_graph(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
             raise ValueError("'edge_attr' of shape (E, edge_dim) is required (or pass "
                              "'pos' to use relative positions pos[j] - pos[i])")
         edge_attr = _relative(pos, edge_index, flow)
-    _check_edge_attr(edge_attr, (edge_index.size(1),), edge_dim, 'for the edges of edge_index')
+    rows = (*edge_attr.shape[:-2], edge_index.size(1)) if relative else (edge_index.size(1),)
+    _check_edge_attr(edge_attr, rows, edge_dim, 'for the edges of edge_index')
     if x_src is x_dst and size is None and edge_index.numel() and (
             not torch.compiler.is_compiling()):
         centre = edge_index[1] if flow == 'source_to_target' else edge_index[0]

@@ -19,7 +19,7 @@ from graphs import grid_stencil
 from graphs.grid import grid_edges
 from graphs.validation import check_batch, check_positive_float, select_nodes
 
-from ._checks import check_batch_size, check_choice, check_flag
+from ._checks import check_batch_size, check_choice, check_flag, check_same_device
 from ._repr import non_default_options
 from .label_attention import edge_same_label_nll, grid_same_label_nll
 from .node_labels import check_labels, patch_labels
@@ -332,6 +332,7 @@ class LGALoss(Module):
         if not isinstance(input, Tensor) or not input.is_floating_point():
             raise TypeError("'input' must be a floating-point Tensor, the latent features "
                             "F_out (B, C, h, w) or (N, C)")
+        check_same_device('input', input, target=target, edge_index=edge_index, batch=batch)
         if input.dim() == 4:
             return self._forward_map(input, target)
         if input.dim() == 2:
@@ -465,6 +466,7 @@ class LGALoss(Module):
             raise ValueError(f"'{name}' must be a floating attention map of shape "
                              f"(B, S, h, w) or (B, heads, S, h, w) (got shape "
                              f"{tuple(alpha.shape)}, dtype {alpha.dtype})")
+        check_same_device(name, alpha, target=target)
         if alpha.dim() == 4:
             alpha = alpha.unsqueeze(1)
         b, _, s, h, w = alpha.shape
@@ -496,6 +498,7 @@ class LGALoss(Module):
             raise ValueError("'target' must have shape (N,), one label per node, for "
                              "attention on graphs (got "
                              f"{getattr(target, 'shape', type(target).__name__)})")
+        check_same_device(name, alpha, edge_index=edge_index, target=target)
         target = self._node_target(target, target.size(0))
         alpha = alpha.unsqueeze(1) if alpha.dim() == 1 else alpha
         return edge_same_label_nll(edge_index.long(), alpha, target, self.ignore_index, name)

@@ -149,7 +149,9 @@ class NeighborWeightedSum(torch.autograd.Function):
     block at all): the forward ``A @ value``, the weights' gradient
     ``(grad_out @ value^T)`` sampled at the table
     (:func:`torch.sparse.sampled_addmm`) and the values' gradient ``A^T @
-    grad_out`` (one sort of the table per backward gives ``A^T``). Elsewhere,
+    grad_out`` (one sort of the table per backward gives ``A^T``); a table that
+    repeats a neighbour in a row gets the weights' gradient by gathering instead
+    (sampled_addmm needs distinct columns per row). Elsewhere,
     and for a double backward, it gathers chunk by chunk of ``chunk_size``
     centres with dense, differentiable operations.
     """
@@ -177,7 +179,7 @@ class NeighborWeightedSum(torch.autograd.Function):
         # are not differentiable, the dense path is.
         if ctx.sparse and not torch.is_grad_enabled():
             grad_alpha, grad_value = _sparse_backward(alpha, value, index, grad_out.contiguous(),
-                                                      need_alpha, need_value)
+                                                      need_alpha, need_value, ctx.chunk_size)
             return grad_alpha, grad_value, None, None
         grad_alpha = grad_value = None
         parts = []
@@ -191,7 +193,8 @@ class NeighborWeightedSum(torch.autograd.Function):
                 parts.append((gathered @ g.unsqueeze(-1)).squeeze(-1))
             if grad_value is not None:
                 contrib = alpha[:, start:stop].unsqueeze(-1) * g.unsqueeze(-2)  # (B, n, K, C)
-                grad_value.index_add_(1, index[start:stop].reshape(-1), contrib.flatten(1, 2))
+                grad_value.index_add_(1, index[start:stop].reshape(-1),   # autocast: alpha
+                                      contrib.flatten(1, 2).to(grad_value.dtype))  # is fp32
         if need_alpha:
             grad_alpha = torch.cat(parts, dim=1) if parts else alpha.new_zeros(alpha.shape)
         if grad_value is not None:
@@ -199,19 +202,64 @@ class NeighborWeightedSum(torch.autograd.Function):
         return grad_alpha, grad_value, None, None
 
 
+def _repeats_in_a_row(index: Tensor, num_cols: int) -> bool:
+    """Whether a row of the table lists one column twice (one sort per backward, in
+    int32 where it fits: 3x faster than int64 at 100k x 16)."""
+    if index.size(1) < 2:
+        return False
+    keys = index.int() if num_cols <= 2 ** 31 else index
+    ordered = keys.sort(dim=1).values
+    return bool((ordered[:, 1:] == ordered[:, :-1]).any())
+
+
+def _gathered_grad_alpha(value: Tensor, index: Tensor, grad_out: Tensor,
+                         chunk_size: int) -> Tensor:
+    """``grad_alpha[b, i, k] = grad_out[b, i] . value[b, index[i, k]]``, chunk by chunk."""
+    padded = _with_zero_row(value)
+    return torch.cat([(_gather(padded, index[start:stop])
+                       @ grad_out[:, start:stop].unsqueeze(-1)).squeeze(-1)
+                      for start, stop in _spans(index.size(0), chunk_size)], dim=1)
+
+
+def _distinct_padding(index: Tensor, num_rows: int) -> Tensor:
+    """``index`` with padding (``num_rows``) in column ``k`` pointing at zero row
+    ``num_rows + k``: never twice in a row, unlike the one shared zero row."""
+    slot = torch.arange(num_rows, num_rows + index.size(1), device=index.device,
+                        dtype=index.dtype)
+    return torch.where(index < num_rows, index, slot)
+
+
+def _sampled_grad_alpha(value: Tensor, index: Tensor, grad_out: Tensor,
+                        chunk_size: int) -> Tensor:
+    """``grad_out @ value^T`` at the table's entries (:func:`torch.sparse.sampled_addmm`).
+
+    With one shared zero row, a table wider than the rows it reads (``K > M + 1``: a
+    small cloud, a ball query padded by repetition) made sampled_addmm fail with
+    ``torch.copy_: only sparse compressed tensors with the same number of specified
+    elements`` (measured on torch 2.13: exactly when a row holds more entries than the
+    matrix has columns). Padding now gets one zero row per table column, so ``K < M +
+    K`` always and padded rows keep the sparse product. A row that repeats a real
+    neighbour is outside the CSR contract (distinct columns per row) even where it
+    happens to work, so such tables take the gathering product."""
+    m, k = value.size(1), index.size(1)
+    cols = _distinct_padding(index, m)
+    if _repeats_in_a_row(cols, m + k):
+        return _gathered_grad_alpha(value, index, grad_out, chunk_size)
+    padded = torch.cat([value, value.new_zeros(value.size(0), k, value.size(2))], dim=1)
+    pattern = _csr(cols, value.new_zeros(index.shape), m + k)    # its values are ignored
+    return _stack([torch.sparse.sampled_addmm(pattern, g, p.t(), beta=0.0).values()
+                   .view(index.shape) for g, p in zip(grad_out, padded)])
+
+
 def _sparse_backward(alpha: Tensor, value: Tensor, index: Tensor, grad_out: Tensor,
-                     need_alpha: bool, need_value: bool
+                     need_alpha: bool, need_value: bool, chunk_size: int
                      ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """The gradients of :class:`NeighborWeightedSum` as CSR products."""
     grad_alpha = grad_value = None
     rows = value.size(1) + 1                                          # + the zero row
     if need_alpha:
-        # (grad_out @ value^T) at the table's entries; the pattern's values are ignored.
-        pattern = _csr(index, alpha.new_zeros(index.shape), rows)
-        grad_alpha = _stack([
-            torch.sparse.sampled_addmm(pattern, g, p.t(), beta=0.0).values().view(index.shape)
-            for g, p in zip(grad_out, _with_zero_row(value))])
-    if need_value:
+        grad_alpha = _sampled_grad_alpha(value, index, grad_out, chunk_size)
+    if need_value:   # repeated columns add up in a CSR product: no special case here
         crow, col, perm = _transposed_csr(index, rows)
         grad_value = _stack([
             _csr_tensor(crow, col, a.reshape(-1)[perm], (rows, index.size(0))) @ g
@@ -265,27 +313,33 @@ class RowProduct(torch.autograd.Function):
 
 
 def _encode(attr: Tensor, encoder: Optional[Callable[[Tensor], Tensor]]) -> Tensor:
-    # The encoder sees (n * K, D) rows, the (|E|, D) form of the message-passing path;
-    # the output width is read from the output, so an empty chunk (K = 0) reshapes too.
+    # The encoder sees (rows, D), the (|E|, D) form of the message-passing path; the
+    # output width is read from the output, so an empty chunk (K = 0) reshapes too.
     if encoder is None:
         return attr
-    n, k, d = attr.shape
-    out = encoder(attr.reshape(n * k, d))
-    return out.reshape(n, k, out.size(-1))
+    *lead, d = attr.shape
+    out = encoder(attr.reshape(-1, d))
+    return out.reshape(*lead, out.size(-1))
 
 
 def _chunk_attr(attr: Union[Tensor, Tuple[Tensor, Tensor, Tensor]], dtype: torch.dtype
                 ) -> Tensor:
     """A chunk's ``(n, K, D)`` edge attributes: given, or ``(index, pos_src,
-    pos_dst)`` to compute ``pos_src[j] - pos_dst[i]`` from (zero at padding).
+    pos_dst)`` to compute ``pos_src[j] - pos_dst[i]`` from (zero at padding);
+    ``(B, n, K, D)`` when the positions have a batch dim (one set per sample).
     Computed inside the checkpointed chunk, so that no ``(N, K, D)`` copy is
     kept for the backward pass: only the positions and the table, alive anyway."""
     if isinstance(attr, Tensor):
         return attr.to(dtype)
     idx, pos_src, pos_dst = attr
-    n, k = idx.shape   # index_select: about twice as fast as advanced indexing here
-    rel = pos_src.index_select(0, idx.clamp(min=0).reshape(-1)).view(n, k, pos_src.size(-1)) \
-        - pos_dst.unsqueeze(1)
+    n, k = idx.shape
+    d = pos_dst.size(-1)
+    if pos_src.size(-2) == 0:   # no sources (a query against an empty set): all padding
+        lead = torch.broadcast_shapes(pos_src.shape[:-2], pos_dst.shape[:-2])
+        return pos_dst.new_zeros(*lead, n, k, d).to(dtype)
+    # index_select: about twice as fast as advanced indexing here
+    rel = pos_src.index_select(-2, idx.clamp(min=0).reshape(-1)).view(
+        *pos_src.shape[:-2], n, k, d) - pos_dst.unsqueeze(-2)
     return torch.where((idx >= 0).unsqueeze(-1), rel, rel.new_zeros(())).to(dtype)
 
 
@@ -307,14 +361,17 @@ def _scores_chunk(score: str, query: Optional[Tensor], key: Optional[Tensor],
         if fold is not None:   # per node: q W and q . b, recomputed with the chunk
             offset = None if fold_bias is None else query @ fold_bias.to(query.dtype)
             query = query @ fold.to(query.dtype)
-        # One (K, H) @ (H, B*G) product per node; no broadcast (B, n, K, G, H) copy.
-        b, n, g, a = query.shape
-        s = RowProduct.apply(phi, query.permute(1, 3, 0, 2).reshape(n, a, b * g))  # (n, K, B*G)
-        s = s.view(n, -1, b, g).permute(2, 0, 3, 1)                   # (B, n, G, K)
+        if phi.dim() == 4:   # positions per sample: phi (B, n, K, H)
+            s = torch.einsum('bnkh,bngh->bngk', phi, query)
+        else:   # one (K, H) @ (H, B*G) product per node; no (B, n, K, G, H) copy
+            b, n, g, a = query.shape
+            s = RowProduct.apply(phi, query.permute(1, 3, 0, 2).reshape(n, a, b * g))
+            s = s.view(n, -1, b, g).permute(2, 0, 3, 1)               # (B, n, G, K)
         return s if offset is None else s + offset.unsqueeze(-1)
     k_j = _gather(key, index)                         # (B, n, K, G, A); key has a zero row
     q_i = None if query is None else query.unsqueeze(2)               # (B, n, 1, G, A)
-    s = edge_scores(score, q_i, k_j, phi.unsqueeze(-2).unsqueeze(0), att, negative_slope)
+    phi = phi.unsqueeze(-2) if phi.dim() == 4 else phi.unsqueeze(-2).unsqueeze(0)
+    s = edge_scores(score, q_i, k_j, phi, att, negative_slope)   # phi (B or 1, n, K, 1, H)
     if key_offset is not None:
         s = s + _gather(key_offset, index)
     return s.transpose(-1, -2)                                        # (B, n, G, K)
@@ -346,9 +403,12 @@ def neighbor_scores(score: str, query: Optional[Tensor], key: Optional[Tensor],
     ``query`` is ``(B, N, G, A)`` (centres), ``key`` ``(B, M, G, A)``
     (neighbours); either may be :obj:`None` when the reading does not use it.
     The edge attributes are either given in the table's layout (``edge_attr``,
-    ``(N, K, D)``) or computed per chunk as ``pos_src[j] - pos_dst[i]``. Each
-    chunk runs under activation checkpointing, so the encoder's ``(n, K, H)``
-    activations are freed after the chunk and recomputed in the backward pass.
+    ``(N, K, D)``) or computed per chunk as ``pos_src[j] - pos_dst[i]``, the
+    positions ``(M, D)`` and ``(N, D)``, or ``(B, M, D)`` and ``(B, N, D)`` for
+    one set per sample (then the scores' ``(B, n, K, H)`` encodings are per
+    sample too, and the centre reading is an einsum). Each chunk runs under
+    activation checkpointing, so the encoder's ``(n, K, H)`` activations are freed
+    after the chunk and recomputed in the backward pass.
 
     The ``'center'`` and ``'neighbor'`` scores are linear in :math:`\phi`, so an
     encoder ending in a linear map, :math:`\phi(\mathbf{e}) = \mathbf{W}
@@ -379,7 +439,7 @@ def neighbor_scores(score: str, query: Optional[Tensor], key: Optional[Tensor],
     # zero tensor of the full size, which would cost O(N) per chunk.
     sizes = [stop - start for start, stop in _spans(index.size(0), chunk_size)]
     attrs = (edge_attr.split(sizes) if edge_attr is not None
-             else zip(index.split(sizes), [pos_src] * len(sizes), pos_dst.split(sizes)))
+             else zip(index.split(sizes), [pos_src] * len(sizes), pos_dst.split(sizes, dim=-2)))
     queries = [None] * len(sizes) if query is None else query.split(sizes, dim=1)
     for idx, attr, q in zip(index.split(sizes) if key is None else key_index.split(sizes),
                             attrs, queries):

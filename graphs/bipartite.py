@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .neighbors import search
 from .point_graphs import neighbors_to_edge_index
-from .validation import (check_batch, check_num_workers, check_positions,
+from .validation import (check_batch, check_num_workers, check_positions, check_same_device,
                          check_positive_float, check_positive_int)
 
 __all__ = ['knn', 'radius']
@@ -27,18 +27,14 @@ def _prepare_pair(x: Tensor, y: Tensor, batch_x: Optional[Tensor],
                                                       Optional[Tensor]]:
     # Only x (the searched set) is checked for a transposed cloud: a handful of
     # queries in many dimensions is an ordinary request.
+    check_same_device('x', x, y=y, batch_x=batch_x, batch_y=batch_y)  # before reading data
     x = check_positions('x', x, batch_x)
     y = check_positions('y', y, may_be_transposed=False)
     if y.size(1) != x.size(1):
         raise ValueError(f"'y' must have as many columns as 'x' ({x.size(1)}) "
                          f"(got shape {tuple(y.shape)})")
-    if y.device != x.device:
-        raise ValueError(f"'y' is on {y.device} but 'x' is on {x.device}")
     batch_x = check_batch(batch_x, x.size(0), name='batch_x')
     batch_y = check_batch(batch_y, y.size(0), name='batch_y')
-    for name, b in (('batch_x', batch_x), ('batch_y', batch_y)):
-        if b is not None and b.device != x.device:
-            raise ValueError(f"'{name}' is on {b.device} but 'x' is on {x.device}")
     return x, y, batch_x, batch_y
 
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .distances import output_dtype, scaled_radius, times_power_of_two, working_points
 from .validation import (check_batch, check_bool, check_num_workers, check_positions,
-                         check_positive_float, check_positive_int)
+                         check_positive_float, check_positive_int, check_same_device)
 
 __all__ = ['nearest_neighbors', 'available_engines']
 
@@ -304,6 +304,7 @@ def nearest_neighbors(pos: Tensor, k: int, batch: Optional[Tensor] = None, *,
         padding), so ask for no more than you need; the graph builders do not
         pad.
     """
+    check_same_device('pos', pos, batch=batch)   # before check_batch reads the data
     pos = check_positions('pos', pos, batch)
     check_positive_int('k', k)
     batch = check_batch(batch, pos.size(0))

@@ -18,7 +18,7 @@ from torch import Tensor
 from .neighbors import self_table
 from .validation import (check_batch, check_bool, check_edge_index, check_flow,
                          check_num_workers, check_positions, check_positive_float,
-                         check_positive_int)
+                         check_positive_int, check_same_device)
 
 __all__ = ['knn_graph', 'radius_graph', 'neighbors_to_edge_index', 'to_neighbor_table']
 
@@ -43,22 +43,29 @@ def neighbors_to_edge_index(index: Tensor, flow: str = 'source_to_target') -> Te
 
 
 def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
-                      flow: str = 'source_to_target') -> Tuple[Tensor, Tensor]:
+                      flow: str = 'source_to_target', *,
+                      size: Optional[Tuple[int, int]] = None) -> Tuple[Tensor, Tensor]:
     """Turn an edge index into an ``(N, K)`` neighbour table, the inverse of
     :func:`neighbors_to_edge_index`.
 
     Row ``i`` lists the neighbours of centre ``i`` in edge order, padded with
-    ``-1`` up to the largest degree ``K``. The second table holds the position
-    of each entry's edge in ``edge_index`` (``-1`` at padding), so that
-    per-edge values move into the table's layout as ``values[edge_id]``.
+    ``-1`` up to the largest degree ``K``; duplicate edges stay duplicate
+    entries (message passing counts them twice, and so does the table). The
+    second table holds the position of each entry's edge in ``edge_index``
+    (``-1`` at padding), so that per-edge values move into the table's layout
+    as ``values[edge_id]``.
 
     Args:
-        edge_index (LongTensor): ``(2, E)``.
-        num_nodes (int, optional): Number of centres ``N``. (default: one more
-            than the largest centre index)
+        edge_index (LongTensor): ``(2, E)``, int64 or int32.
+        num_nodes (int, optional): Number of nodes ``N``: every index, source
+            or centre, must be below it. (default: one more than the largest
+            index, as :func:`torch_geometric.utils.num_nodes.maybe_num_nodes`)
         flow (str, optional): ``'source_to_target'`` (row 1 holds the centres)
             or ``'target_to_source'`` (row 0 does). (default:
             :obj:`'source_to_target'`)
+        size ((int, int), optional): ``(num_src, num_dst)`` of a bipartite
+            graph, instead of ``num_nodes``: ``num_dst`` rows, sources below
+            ``num_src``. (default: :obj:`None`)
 
     Returns:
         ``(neighbors, edge_id)``, two LongTensors of shape ``(N, K)``.
@@ -67,13 +74,11 @@ def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
     edge_index = check_edge_index('edge_index', edge_index)
     centre, neighbour = ((edge_index[1], edge_index[0]) if flow == 'source_to_target'
                          else (edge_index[0], edge_index[1]))
-    if num_nodes is None:
-        num_nodes = int(centre.max()) + 1 if centre.numel() else 0
-    check_positive_int('num_nodes', num_nodes, minimum=0)
-    if centre.numel() and int(centre.max()) >= num_nodes:
-        raise ValueError(f"'edge_index' has a centre index >= num_nodes ({num_nodes})")
-    degree = torch.bincount(centre, minlength=num_nodes)
-    width = int(degree.max()) if num_nodes else 0
+    num_src, num_dst = _table_size(edge_index, num_nodes, size)
+    _check_below('centre', centre, num_dst, 'num_dst' if size is not None else 'num_nodes')
+    _check_below('source', neighbour, num_src, 'num_src' if size is not None else 'num_nodes')
+    degree = torch.bincount(centre, minlength=num_dst)
+    width = int(degree.max()) if num_dst else 0
     if centre.numel() > 1 and bool((centre[1:] >= centre[:-1]).all()):
         order = torch.arange(centre.numel(), device=centre.device)  # already grouped
     else:
@@ -81,19 +86,39 @@ def to_neighbor_table(edge_index: Tensor, num_nodes: Optional[int] = None,
     ptr = torch.cumsum(degree, 0) - degree
     sorted_centre = centre[order]
     slot = torch.arange(order.numel(), device=centre.device) - ptr[sorted_centre]
-    neighbors = centre.new_full((num_nodes, width), -1)
-    edge_id = centre.new_full((num_nodes, width), -1)
+    neighbors = centre.new_full((num_dst, width), -1)
+    edge_id = centre.new_full((num_dst, width), -1)
     neighbors[sorted_centre, slot] = neighbour[order]
     edge_id[sorted_centre, slot] = order
     return neighbors, edge_id
 
 
+def _table_size(edge_index: Tensor, num_nodes: Optional[int],
+                size: Optional[Tuple[int, int]]) -> Tuple[int, int]:
+    """``(num_src, num_dst)`` of :func:`to_neighbor_table`'s arguments."""
+    if size is not None:
+        if num_nodes is not None:
+            raise ValueError("pass either 'num_nodes' or 'size', not both")
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise ValueError(f"'size' must be a pair (num_src, num_dst) (got {size!r})")
+        return (check_positive_int('size[0]', size[0], minimum=0),
+                check_positive_int('size[1]', size[1], minimum=0))
+    if num_nodes is None:
+        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    check_positive_int('num_nodes', num_nodes, minimum=0)
+    return num_nodes, num_nodes
+
+
+def _check_below(what: str, index: Tensor, bound: int, name: str) -> None:
+    if index.numel() and int(index.max()) >= bound:
+        raise ValueError(f"'edge_index' has a {what} index {int(index.max())} >= {name} "
+                         f"({bound})")
+
+
 def _prepare(x: Tensor, batch: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    check_same_device('x', x, batch=batch)   # before check_batch reads the data
     x = check_positions('x', x, batch)
-    batch = check_batch(batch, x.size(0))
-    if batch is not None and batch.device != x.device:
-        raise ValueError(f"'batch' is on {batch.device} but 'x' is on {x.device}")
-    return x, batch
+    return x, check_batch(batch, x.size(0))
 
 
 def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = False,

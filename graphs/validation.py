@@ -104,16 +104,61 @@ def check_bool(name: str, value) -> bool:
     return value
 
 
+def check_same_device(ref_name: str, ref, **others) -> None:
+    """Every tensor of ``others`` must be on the device of ``ref`` (named ``ref_name``).
+
+    ``None`` entries and non-tensors (a sparse adjacency of torch-sparse, say)
+    are skipped; a pair ``(src, dst)`` is checked entry by entry. Reads no
+    data, so it costs nothing and runs first: otherwise a kernel mixing a CUDA
+    tensor with a CPU one fails with a message naming neither argument, and a
+    data-reading check (a sorted ``batch``, an index range) may fail first
+    with a confusing one.
+    """
+    if not isinstance(ref, Tensor):
+        return
+    for name, value in others.items():
+        parts = value if isinstance(value, (tuple, list)) else (value,)
+        for i, part in enumerate(parts):
+            if isinstance(part, Tensor) and part.device != ref.device:
+                which = f'{name}[{i}]' if isinstance(value, (tuple, list)) else name
+                raise ValueError(f"'{which}' is on {part.device} but '{ref_name}' is on "
+                                 f"{ref.device}: move them to one device (e.g. "
+                                 f"{name}.to({ref_name}.device))")
+
+
+def check_index_range(name: str, index: Tensor, limit: int, what: str = 'the number of nodes'
+                      ) -> None:
+    """Every entry of the integer tensor ``index`` must lie in ``[0, limit)``.
+
+    One reduction and one device sync; skipped under :func:`torch.compile`
+    (it reads data). It exists for devices where an out-of-range
+    ``index_select`` is not an :class:`IndexError` but a device-side assert
+    that leaves the CUDA context unusable.
+    """
+    if index.numel() == 0 or torch.compiler.is_compiling():
+        return
+    low, high = torch.stack([index.min(), index.max()]).tolist()
+    if low < 0 or high >= limit:
+        raise IndexError(f"'{name}' holds node indices outside [0, {limit}) ({what}): "
+                         f"min {low}, max {high}")
+
+
 def select_nodes(name: str, values: Tensor, index: Tensor) -> Tensor:
     """``values.index_select(0, index)`` with an error naming ``name`` for bad indices.
 
     ``index`` must be an integer tensor; an index that is negative or
-    ``>= values.size(0)`` raises an :class:`IndexError` naming ``name`` (on CPU;
-    CUDA kernels assert on the device instead). Nothing is checked up front, so
-    valid input costs no device sync and ``torch.compile`` traces it.
+    ``>= values.size(0)`` raises an :class:`IndexError` naming ``name``. On the
+    CPU nothing is checked up front (``index_select`` raises, and we rename its
+    error), so valid input costs no extra pass. On other devices the range is
+    checked first (:func:`check_index_range`, one device sync), because there
+    ``index_select`` would fail with a device-side assert; under
+    :func:`torch.compile` that check is skipped, so it traces.
     """
     if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
         raise TypeError(f"'{name}' must be an integer tensor (got {index.dtype})")
+    check_same_device(name, index, values=values)
+    if index.device.type != 'cpu':
+        check_index_range(name, index, values.size(0))
     try:
         return values.index_select(0, index)
     except IndexError as error:

@@ -27,3 +27,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        '--device', default='cpu',
+        help="device of tests/test_cuda_parity.py, compared there with a CPU float64 "
+             "reference: 'cpu' (the default, what CI runs) or 'cuda' / 'cuda:N'")
+
+
+def _device_option(config) -> torch.device:
+    name = config.getoption('--device')
+    try:
+        dev = torch.device(name)
+    except RuntimeError as error:
+        raise pytest.UsageError(f"--device {name!r}: {error}") from None
+    if dev.type not in ('cpu', 'cuda'):
+        raise pytest.UsageError(f"--device must be 'cpu' or 'cuda[:N]' (got {name!r})")
+    return dev
+
+
+def pytest_configure(config):
+    _device_option(config)   # a wrong --device stops the run at once, not once per test
+
+
+@pytest.fixture(scope='session')
+def device(request) -> torch.device:
+    """The device of ``--device``; the tests that take it skip, with the reason, where
+    ``--device cuda`` is asked for and torch sees no GPU (rather than fail)."""
+    dev = _device_option(request.config)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        pytest.skip(f"--device {dev}: torch.cuda.is_available() is False (torch "
+                    f"{torch.__version__}, built for CUDA {torch.version.cuda})")
+    return dev

@@ -254,7 +254,8 @@ def test_state_dicts_of_version_0_1_load_and_give_the_same_outputs():
     """Outputs and weights saved by graphattn 0.1 (commit 5ea263a), reloaded here."""
     golden = torch.load(GOLDEN, weights_only=True)
     g2d = golden['lga2d']
-    model = LGA2d(4, 6, num_layers=2, fuse=True, groups=2).to(DT)
+    old_form = dict(residual=False, norm='none', output_init='default')   # 0.1/0.2 stack
+    model = LGA2d(4, 6, num_layers=2, fuse=True, groups=2, **old_form).to(DT)
     model.load_state_dict(g2d['state'])                           # strict: same keys
     out, latent, maps = model(g2d['x'], return_latent=True, return_attention_weights=True)
     torch.testing.assert_close(out, g2d['out'])
@@ -262,7 +263,7 @@ def test_state_dicts_of_version_0_1_load_and_give_the_same_outputs():
     for new, old in zip(maps, g2d['maps']):
         torch.testing.assert_close(new[:, 0], old)                # (B, 1, S, H, W) now
     gp = golden['lga']
-    lga = LGA(8, 8, num_layers=2, edge_dim=3, edge_encoder='mlp').to(DT)
+    lga = LGA(8, 8, num_layers=2, edge_dim=3, edge_encoder='mlp', **old_form).to(DT)
     lga.load_state_dict(gp['state'])
     out, att = lga(gp['x'], gp['edge_index'], pos=gp['pos'], return_attention_weights=True)
     torch.testing.assert_close(out, gp['out'])

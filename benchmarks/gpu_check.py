@@ -1,0 +1,508 @@
+"""The one prepared device check of issue 22: the CUDA tests, then the benchmark rows.
+
+On a lent GPU machine (bare ``python3`` with torch, PyG, triton, pytest; nothing
+installed; our packages from ``PYTHONPATH``), in this order and within
+``--budget`` seconds (default 360: the issue's 6 minutes; a case already started
+finishes past it):
+
+1. the environment: torch, CUDA, the GPU, and which optional packages import;
+2. ``pytest tests/test_cuda_parity.py --device cuda`` in a subprocess (at most
+   ``--test-budget`` seconds, default 200, mostly inductor compiles: the compiled grid
+   kernel's first call took 14.7 s on the H200 of 2026-11-30, in
+   docs/runs/2026-11-30-gpu/early_check.log; its log is ``tests.log``);
+3. the rows of the issue's table, each with its rivals in this same process:
+   LGA2d (C = 64, L = 4, batch 8; 256² and 512²: ``'auto'``, ``'compiled'``, the
+   depthwise-separable stack, the unfold LGA), LGA on point clouds (100k and 1M
+   points, k = 16, C = 64: the table kernel, message passing, PyG's
+   ``PointTransformerConv`` and ``GATv2Conv`` on the same graph), LatentGNN2d
+   (128², 256², batch 8: fused, the authors' bmm code, a non-local block), the
+   kNN graph of 1M points (``graphs.knn_graph``'s torch engine against chunked
+   ``torch.cdist`` + ``topk``) and one training step of the demo's image network
+   (``examples/models.py``'s SegNet at the demo's batch 32 of 64² images) with each
+   context block against the base alone.
+
+Forward + backward per case, median of at most ``--repeats`` timed passes after one
+warm-up (fewer where one more would take the case over ``--case-budget`` s), the
+device synchronised around each; peak memory is ``torch.cuda.max_memory_allocated``
+above what was allocated before the case. A case that runs out of memory or time is
+a row with a note, never a crash; ``gpu_check.json`` and ``gpu_check.md`` are
+rewritten after every row, so a run stopped from outside still leaves what it did.
+
+The call for a session with a device: the ``run`` tool with ``timeout_s=540`` (the
+check's 360 s, the interpreter's start, and room for a last long case) and this
+``command`` (docs/performance.md, "GPU check", has the same)::
+
+    set -o pipefail; nvidia-smi -L; PYTHONUNBUFFERED=1 ./tasks.sh gpu 2>&1 | tee $OUT/gpu_check.log
+
+Rehearsal on the CPU (what ``tests/test_gpu_check.py`` runs in CI): ``--dry-run``
+takes one tiny size per row on the CPU and one timed pass, runs one of the CUDA
+tests (with ``--device cpu``), and runs the compiled grid kernel through
+``aot_eager`` (inductor's C++ build takes a minute per shape on a CPU); every
+row, ratio, target and file is made as on the GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, ROOT, os.path.join(ROOT, 'examples')]
+
+import torch  # noqa: E402
+
+from common import median_time  # noqa: E402
+
+#: Sizes of the rows: the issue's on the GPU, tiny ones for the rehearsal.
+SIZES = {
+    'gpu': dict(lga=[256, 512], lga_batch=8, points=[100_000, 1_000_000], latent=[128, 256],
+                latent_batch=8, knn=1_000_000, train_batch=32, train_size=64),
+    'dry': dict(lga=[12], lga_batch=2, points=[300], latent=[8], latent_batch=2, knn=500,
+                train_batch=2, train_size=32),
+}
+CHANNELS, LAYERS, K = 64, 4, 16
+#: The one CUDA test the dry run runs (on the CPU): the command, the --device option and
+#: the parsing of pytest's summary are rehearsed; CI runs the whole module anyway.
+DRY_TEST = 'test_int32_table_and_an_empty_cloud'
+OPTIONAL = ('numpy', 'scipy', 'networkx', 'pytest', 'hypothesis', 'triton', 'torch_geometric',
+            'torch_scatter', 'torch_sparse', 'torch_cluster', 'pyg_lib')
+
+
+class Budget:
+    """Wall-clock budget of the whole check: each case runs only while time is left."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+        self.seconds = seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+class Report:
+    """Rows and notes, written as JSON and markdown after every row."""
+
+    def __init__(self, out: str, info: Dict[str, object]):
+        self.out, self.info = out, info
+        self.rows: List[Dict[str, object]] = []
+        self.targets: List[Dict[str, object]] = []
+        self.tests: Dict[str, object] = {}
+        os.makedirs(out, exist_ok=True)
+
+    def add(self, row: Dict[str, object]) -> None:
+        self.rows.append(row)
+        print('  ' + ', '.join(f'{k}={v}' for k, v in row.items()), flush=True)
+        self.write()
+
+    def write(self) -> None:
+        data = {'info': self.info, 'tests': self.tests, 'rows': self.rows,
+                'targets': self.targets}
+        with open(os.path.join(self.out, 'gpu_check.json'), 'w') as f:
+            json.dump(data, f, indent=2)
+        with open(os.path.join(self.out, 'gpu_check.md'), 'w') as f:
+            f.write(markdown(data))
+
+
+def markdown(data: Dict[str, object]) -> str:
+    info = data['info']
+    lines = [f"# Device check, {info['date']} ({info['device_name']})", '',
+             f"torch {info['torch']}, CUDA {info['cuda']}, torch-geometric "
+             f"{info['torch_geometric']}, triton {info['triton']}; mode: {info['mode']}.", '']
+    if info.get('missing'):
+        lines += [f"Not importable there: {', '.join(info['missing'])}.", '']
+    tests = data['tests']
+    if tests:
+        lines += [f"CUDA tests (`{tests.get('command', '')}`): {tests.get('summary', '')} "
+                  f"in {tests.get('seconds', '?')} s.", '']
+    keys = ['row', 'size', 'impl', 'ms', 'peak MiB', 'time / ours', 'memory / ours', 'note']
+    lines += ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
+    for row in data['rows']:
+        lines.append('| ' + ' | '.join(str(row.get(k, '')) for k in keys) + ' |')
+    if data['targets']:
+        lines += ['', '| row | target | measured | met |', '|---|---|---|---|']
+        for t in data['targets']:
+            lines.append(f"| {t['row']} | {t['target']} | {t['measured']} | {t['met']} |")
+    return '\n'.join(lines) + '\n'
+
+
+# ------------------------------------------------------------------ measuring --
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def measure(make: Callable[[], Callable[[], object]], device: torch.device, budget: Budget,
+            repeats: int, case_budget: float, warmup: int = 1) -> Dict[str, object]:
+    """``make()`` builds a case and returns its step (forward + backward); returns
+    ``{'ms', 'peak MiB'}`` or ``{'note'}`` (out of memory, an error, no time left)."""
+    if budget.left() <= 0:
+        return {'note': f'not run: the check\'s {budget.seconds:.0f} s were spent'}
+    _free()
+    cuda = device.type == 'cuda'
+    try:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        step = make()
+        seconds = median_time(step, repeats=repeats, warmup=warmup, sync=_sync(device),
+                              budget=case_budget)
+        peak = (torch.cuda.max_memory_allocated() - before) / 2 ** 20 if cuda else None
+    except torch.cuda.OutOfMemoryError:
+        return {'note': 'out of memory'}
+    except Exception as error:  # noqa: BLE001 - a failing case is a row, not the end
+        return {'note': f'{type(error).__name__}: {str(error).splitlines()[0][:120]}'}
+    finally:
+        step = None  # noqa: F841 - drop the case's tensors before the next one
+        _free()
+    ms = 1000 * seconds
+    return {'ms': round(ms, 2 if ms < 100 else 1),
+            'peak MiB': '' if peak is None else round(peak, 1)}
+
+
+def _backward_step(module: torch.nn.Module, forward: Callable[[], torch.Tensor],
+                   leaves: List[torch.Tensor]) -> Callable[[], None]:
+    params = list(module.parameters())
+
+    def step():
+        forward().float().sum().backward()
+        for t in params + leaves:
+            t.grad = None
+    return step
+
+
+def ratios(rows: List[Dict[str, object]], ours: str) -> None:
+    """``time / ours`` and ``memory / ours`` within each row group and size."""
+    base = {(r['row'], r['size']): r for r in rows if r['impl'] == ours and 'ms' in r}
+    for r in rows:
+        b = base.get((r['row'], r['size']))
+        if b is None or 'ms' not in r or r is b:
+            continue
+        r['time / ours'] = round(r['ms'] / b['ms'], 2)
+        if r.get('peak MiB') not in ('', None) and b.get('peak MiB'):
+            r['memory / ours'] = round(r['peak MiB'] / b['peak MiB'], 2)
+
+
+def _value(rows, row, size, impl, key='ms'):
+    for r in rows:
+        if (r['row'], r['size'], r['impl']) == (row, size, impl) and r.get(key) not in ('', None):
+            return r[key]
+    return None
+
+
+def target(report: Report, row: str, text: str, measured: Optional[float], ok: bool,
+           unit: str = '×') -> None:
+    report.targets.append({'row': row, 'target': text,
+                           'measured': 'not measured' if measured is None
+                           else f'{measured:.2f}{unit}',
+                           'met': '' if measured is None else ('yes' if ok else 'no')})
+
+
+# ----------------------------------------------------------------------- rows --
+def lga_rows(report, sizes, device, budget, args) -> None:
+    """LGA2d's paths against the separable stack and the unfold LGA (layers.py)."""
+    import layers
+    layers.BATCH = sizes['lga_batch']
+    name = 'LGA2d'
+    for size in sizes['lga']:
+        for impl in ('fused', 'compiled', 'separable', 'unfold'):
+            def make(impl=impl, size=size):
+                torch.manual_seed(0)
+                module, x = layers.build('lga', impl, size, str(device))
+                return _backward_step(module, lambda: module(x), [x])
+            label = "auto (= fused, eager)" if impl == 'fused' else impl
+            report.add({'row': name, 'size': f'{size}²×{layers.BATCH}', 'impl': label,
+                        **measure(make, device, budget, args.repeats, args.case_budget)})
+    rows = [r for r in report.rows if r['row'] == name]
+    for size in sizes['lga']:
+        s = f'{size}²×{layers.BATCH}'
+        comp, sep = _value(rows, name, s, 'compiled'), _value(rows, name, s, 'separable')
+        eager = _value(rows, name, s, 'auto (= fused, eager)')
+        mem_c = _value(rows, name, s, 'compiled', 'peak MiB')
+        mem_u = _value(rows, name, s, 'unfold', 'peak MiB')
+        r = comp / sep if comp and sep else None
+        target(report, f'{name} {s}', "'compiled' ≤ 1.0× the separable stack", r,
+               r is not None and r <= 1.0)
+        r = eager / comp if comp and eager else None
+        target(report, f'{name} {s}', "'compiled' ≥ 3× faster than eager", r,
+               r is not None and r >= 3.0)
+        r = mem_u / mem_c if mem_c and mem_u else None
+        target(report, f'{name} {s}', "peak memory ≥ 5× below unfold", r,
+               r is not None and r >= 5.0)
+
+
+def _cloud(n: int, device: torch.device):
+    """A uniform cloud, its kNN table (k = 16, self-loops; scipy's tree on the host's
+    cores, so that graph building is not timed here) and its edge index."""
+    import graphs
+    g = torch.Generator().manual_seed(n)
+    pos = torch.rand(n, 3, generator=g)
+    table, _ = graphs.nearest_neighbors(pos, K, loop=True, num_workers=-1)
+    table, pos = table.to(device), pos.to(device)
+    return pos, table, graphs.neighbors_to_edge_index(table)
+
+
+def point_rows(report, sizes, device, budget, args) -> None:
+    from torch_geometric.nn import GATv2Conv, PointTransformerConv
+
+    from graphattn import LGA
+    name = 'LGA on points'
+    for n in sizes['points']:
+        if budget.left() <= 0:
+            pos = table = edge_index = None
+        else:
+            pos, table, edge_index = _cloud(n, device)
+        for impl in ('table', 'message_passing', 'PointTransformerConv', 'GATv2Conv'):
+            def make(impl=impl):
+                torch.manual_seed(0)
+                x = torch.randn(n, CHANNELS, device=device, requires_grad=True)
+                if impl == 'PointTransformerConv':
+                    m = PointTransformerConv(CHANNELS, CHANNELS).to(device)
+                    return _backward_step(m, lambda: m(x, pos, edge_index), [x])
+                if impl == 'GATv2Conv':
+                    m = GATv2Conv(CHANNELS, CHANNELS).to(device)
+                    return _backward_step(m, lambda: m(x, edge_index), [x])
+                m = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3,
+                        edge_encoder='mlp').to(device)
+                if impl == 'table':
+                    return _backward_step(m, lambda: m(x, pos=pos, neighbors=table), [x])
+                return _backward_step(m, lambda: m(x, edge_index, pos=pos), [x])
+            report.add({'row': name, 'size': f'{n:,} points', 'impl': impl,
+                        **measure(make, device, budget, args.repeats, args.case_budget)})
+        pos = table = edge_index = None
+    rows = [r for r in report.rows if r['row'] == name]
+    for n in sizes['points']:
+        s = f'{n:,} points'
+        t, mp = _value(rows, name, s, 'table'), _value(rows, name, s, 'message_passing')
+        pt = _value(rows, name, s, 'PointTransformerConv')
+        mt, mm = (_value(rows, name, s, i, 'peak MiB') for i in ('table', 'message_passing'))
+        r = mp / t if t and mp else None
+        target(report, f'{name} {s}', 'table ≥ 3× faster than message passing', r,
+               r is not None and r >= 3.0)
+        r = mm / mt if mt and mm else None
+        target(report, f'{name} {s}', 'table ≥ 5× less peak memory than message passing', r,
+               r is not None and r >= 5.0)
+        r = pt / t if t and pt else None
+        target(report, f'{name} {s}', 'table faster than PointTransformerConv (its time / '
+               'ours > 1)', r, r is not None and r > 1.0)
+
+
+def latent_rows(report, sizes, device, budget, args) -> None:
+    import layers
+    layers.BATCH = sizes['latent_batch']
+    name = 'LatentGNN2d'
+    memory = torch.cuda.get_device_properties(device).total_memory if device.type == 'cuda' \
+        else 16 << 30
+    for size in sizes['latent']:
+        for impl in ('fused', 'authors', 'nonlocal'):
+            s = f'{size}²×{layers.BATCH}'
+            need = layers.planned_bytes('latentgnn', impl, size)
+            if need > 0.8 * memory:
+                report.add({'row': name, 'size': s, 'impl': impl,
+                            'note': f'not run: its N x N attention needs '
+                                    f'{need / 2 ** 30:.0f} GiB'})
+                continue
+
+            def make(impl=impl, size=size):
+                torch.manual_seed(0)
+                module, x = layers.build('latentgnn', impl, size, str(device))
+                return _backward_step(module, lambda: module(x), [x])
+            report.add({'row': name, 'size': s, 'impl': impl,
+                        **measure(make, device, budget, args.repeats, args.case_budget)})
+    rows = [r for r in report.rows if r['row'] == name]
+    for size in sizes['latent']:
+        s = f'{size}²×{layers.BATCH}'
+        f, a = _value(rows, name, s, 'fused'), _value(rows, name, s, 'authors')
+        r = f / a if f and a else None
+        target(report, f'{name} {s}', "fused ≤ 1.0× the authors' bmm code", r,
+               r is not None and r <= 1.0)
+
+
+def knn_rows(report, sizes, device, budget, args) -> None:
+    import graphs
+    import knn  # the chunked cdist + topk of the CPU benchmark, on any device
+    n = sizes['knn']
+    name = 'kNN graph'
+    g = torch.Generator().manual_seed(0)
+    pos = torch.rand(n, 3, generator=g).to(device)
+    warm = pos[:1000]
+    graphs.knn_graph(warm, K, engine='torch')   # kernels and allocator warm, untimed
+    knn.brute_force(warm, warm, K)
+    for impl, fn in (('graphs.knn_graph (torch engine)',
+                      lambda: graphs.knn_graph(pos, K, engine='torch')),
+                     ('torch.cdist + topk, chunked', lambda: knn.brute_force(pos, pos, K))):
+        def make(fn=fn):
+            return fn
+        # One pass each, no warm-up at this size (the small call above warmed the
+        # kernels): a pass over 1M points is seconds of chunked searches.
+        result = measure(make, device, budget, 1, args.case_budget, warmup=0)
+        report.add({'row': name, 'size': f'{n:,} points, k={K}', 'impl': impl, **result})
+    rows = [r for r in report.rows if r['row'] == name]
+    s = f'{n:,} points, k={K}'
+    ours = _value(rows, name, s, 'graphs.knn_graph (torch engine)')
+    rival = _value(rows, name, s, 'torch.cdist + topk, chunked')
+    target(report, f'{name} {s}', 'state the ratio (rival time / ours)',
+           rival / ours if ours and rival else None, True)
+
+
+def train_rows(report, sizes, device, budget, args) -> None:
+    import torch.nn.functional as F
+
+    from graphattn import LGALoss
+    from models import SegNet
+    name = 'demo training step'
+    b, size = sizes['train_batch'], sizes['train_size']
+    for context in ('none', 'lga', 'lga+loss', 'latentgnn', 'nonlocal'):
+        def make(context=context):
+            torch.manual_seed(0)
+            model = SegNet(context).to(device).train()
+            opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+            x = torch.rand(b, 1, size, size, device=device)
+            y = torch.randint(0, 11, (b, size, size), device=device)
+            loss_fn = LGALoss() if context == 'lga+loss' else None
+
+            def step():
+                if loss_fn is not None:
+                    logits, latent = model(x, return_latent=True)
+                    loss = F.cross_entropy(logits, y) + 0.1 * loss_fn(latent, y)
+                else:
+                    loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            return step
+        report.add({'row': name, 'size': f'batch {b}, {size}²', 'impl': context,
+                    **measure(make, device, budget, args.repeats, args.case_budget)})
+    ratios_of = [r for r in report.rows if r['row'] == name]
+    base = _value(ratios_of, name, f'batch {b}, {size}²', 'none')
+    for context in ('lga', 'lga+loss', 'latentgnn', 'nonlocal'):
+        t = _value(ratios_of, name, f'batch {b}, {size}²', context)
+        target(report, f'{name} base + {context}', 'state the ratio (step time / base alone)',
+               t / base if t and base else None, True)
+
+
+GROUPS = {'lga': lga_rows, 'points': point_rows, 'latentgnn': latent_rows, 'knn': knn_rows,
+          'train': train_rows}
+OURS = {'LGA2d': 'compiled', 'LGA on points': 'table', 'LatentGNN2d': 'fused',
+        'kNN graph': 'graphs.knn_graph (torch engine)', 'demo training step': 'none'}
+
+
+# ---------------------------------------------------------------------- steps --
+def environment(device: torch.device, dry: bool) -> Dict[str, object]:
+    found = {m: importlib.util.find_spec(m) is not None for m in OPTIONAL}
+
+    def version(module: str) -> str:
+        return getattr(__import__(module), '__version__', '?') if found[module] else 'absent'
+    return {
+        'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+        'mode': 'dry run (CPU, tiny sizes)' if dry else 'device check',
+        'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda'
+        else f'CPU ({platform.processor() or platform.machine()})',
+        'torch': torch.__version__, 'cuda': torch.version.cuda,
+        'torch_geometric': version('torch_geometric'), 'triton': version('triton'),
+        'python': sys.version.split()[0], 'cpu_count': os.cpu_count(),
+        'packages': found, 'missing': [m for m, ok in found.items() if not ok],
+    }
+
+
+def run_tests(report: Report, device: torch.device, dry: bool, seconds: float) -> None:
+    """The CUDA tests in a subprocess, their log in ``tests.log``; the summary line kept."""
+    cmd = [sys.executable, '-m', 'pytest', 'tests/test_cuda_parity.py', '-p', 'no:cacheprovider',
+           '-rfEs', '--device', device.type, '-v'] + (['-k', DRY_TEST] if dry else [])
+    report.tests['command'] = ' '.join(['python3', *cmd[1:]])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else [])))
+    log = os.path.join(report.out, 'tests.log')
+    start = time.monotonic()
+    with open(log, 'w') as f:
+        try:
+            done = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                  timeout=max(seconds, 1))
+            code = done.returncode
+        except subprocess.TimeoutExpired:
+            code = 'timeout'
+    report.tests['seconds'] = round(time.monotonic() - start, 1)
+    with open(log) as f:
+        text = f.read()
+    last = [ln for ln in text.splitlines() if re.search(r'\d+ (passed|failed|error|skipped|'
+                                                        r'tests? collected)', ln)]
+    summary = last[-1].strip(' =') if last else 'no summary line'
+    if code == 'timeout':
+        done_n = len(re.findall(r' (PASSED|FAILED|SKIPPED|ERROR)', text))
+        summary = f'stopped after {seconds:.0f} s with {done_n} tests done'
+    report.tests.update({'exit_code': code, 'summary': summary})
+    print(f'tests: {summary} ({report.tests["seconds"]} s; log {log})', flush=True)
+    report.write()
+
+
+def _aot_eager_compiled_kernel() -> None:
+    """The dry run's ``path='compiled'``: the same functions through ``aot_eager``."""
+    from graphattn import compiled_grid_attention as cga
+    for name, fn in cga._FUNCTIONS.items():
+        cga._COMPILED[name] = torch.compile(fn, backend='aot_eager', fullgraph=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out', default=os.environ.get('OUT') or
+                        os.path.join(ROOT, 'benchmarks', 'results', 'gpu'),
+                        help='folder of gpu_check.json, gpu_check.md and tests.log '
+                             '(default: $OUT, else benchmarks/results/gpu)')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='rehearse on the CPU: tiny sizes, one pass, one of the tests')
+    parser.add_argument('--budget', type=float, default=360.0,
+                        help='seconds for the whole check (tests and rows)')
+    parser.add_argument('--test-budget', type=float, default=200.0,
+                        help='seconds at most for the CUDA tests')
+    parser.add_argument('--repeats', type=int, default=5, help='timed passes per case, at most')
+    parser.add_argument('--case-budget', type=float, default=3.0,
+                        help='seconds of timed passes per case before repeats are cut')
+    parser.add_argument('--groups', nargs='+', default=list(GROUPS), choices=list(GROUPS),
+                        help='row groups to run, in this order')
+    parser.add_argument('--skip-tests', action='store_true')
+    args = parser.parse_args(argv)
+    dry = args.dry_run
+    if not dry and not torch.cuda.is_available():
+        print(f'gpu_check: torch.cuda.is_available() is False (torch {torch.__version__}, '
+              f'CUDA {torch.version.cuda}); use --dry-run to rehearse on the CPU',
+              file=sys.stderr)
+        return 2
+    device = torch.device('cpu' if dry else 'cuda')
+    if dry:
+        torch.set_num_threads(1)
+        _aot_eager_compiled_kernel()
+        args.repeats = 1
+    budget = Budget(args.budget)
+    report = Report(args.out, environment(device, dry))
+    print(f"gpu_check: {report.info['mode']} on {report.info['device_name']}; missing: "
+          f"{report.info['missing'] or 'none'}", flush=True)
+    if not args.skip_tests:
+        run_tests(report, device, dry, min(args.test_budget, budget.left()))
+    sizes = SIZES['dry' if dry else 'gpu']
+    for group in args.groups:
+        print(f'rows: {group} ({budget.left():.0f} s left)', flush=True)
+        GROUPS[group](report, sizes, device, budget, args)
+        for row, ours in OURS.items():
+            ratios([r for r in report.rows if r['row'] == row], ours)
+        report.write()
+    print(f"wrote {os.path.join(args.out, 'gpu_check.md')} and gpu_check.json", flush=True)
+    failed = report.tests.get('exit_code') not in (None, 0)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

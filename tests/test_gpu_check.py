@@ -1,0 +1,55 @@
+"""The device check's CPU rehearsal: ``./tasks.sh gpu --dry-run`` in a subprocess.
+
+The check itself runs only where a GPU is lent (a few minutes in some sessions); this
+runs the same script end to end on the CPU at tiny sizes, so that it cannot rot in
+between: the task, the test command, every row group, the ratios, the targets and the
+two files it writes.
+"""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GROUPS = ['LGA2d', 'LGA on points', 'LatentGNN2d', 'kNN graph', 'demo training step']
+
+
+def test_dry_run_writes_every_row_and_target(tmp_path):
+    env = dict(os.environ, GPU_PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    env.pop('OUT', None)
+    done = subprocess.run(['bash', os.path.join(ROOT, 'tasks.sh'), 'gpu', '--dry-run',
+                           '--out', str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    data = json.loads((tmp_path / 'gpu_check.json').read_text())
+    assert data['info']['mode'].startswith('dry run')
+    assert data['tests']['exit_code'] == 0 and '1 passed' in data['tests']['summary']
+    assert '--device cpu' in data['tests']['command']
+    rows = data['rows']
+    assert [g for g in GROUPS if not any(r['row'] == g for r in rows)] == []
+    failed = [r for r in rows if 'ms' not in r]
+    assert failed == [], failed                      # every case ran, none is a note
+    assert all(r['ms'] > 0 for r in rows)
+    impls = {(r['row'], r['impl']) for r in rows}
+    for wanted in [('LGA2d', 'compiled'), ('LGA2d', 'separable'), ('LGA2d', 'unfold'),
+                   ('LGA on points', 'table'), ('LGA on points', 'PointTransformerConv'),
+                   ('LGA on points', 'GATv2Conv'), ('LatentGNN2d', 'authors'),
+                   ('LatentGNN2d', 'nonlocal'), ('demo training step', 'none'),
+                   ('demo training step', 'latentgnn')]:
+        assert wanted in impls
+    # Ratios against ours within each group, and one target line per issue target.
+    assert any('time / ours' in r for r in rows if r['row'] == 'LGA2d')
+    assert len(data['targets']) == 3 + 3 + 1 + 1 + 4
+    markdown = (tmp_path / 'gpu_check.md').read_text()
+    assert '| row | size | impl | ms |' in markdown and '| LGA2d |' in markdown
+    assert (tmp_path / 'tests.log').exists()
+
+
+def test_without_cuda_the_check_refuses_with_the_reason(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        return
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'gpu_check.py'),
+                           '--out', str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 2 and '--dry-run' in done.stderr
