@@ -50,12 +50,17 @@ LR = 3e-3
 #: is the nearest to base + LGA at depth 4 (see the table's params column).
 DEEPER_BLOCKS = 1
 
-ROWS = ('background', 'colour', 'base', 'deeper', 'lga1', 'lga2', 'lga4', 'lga8', 'lga16',
-        'latentgnn', 'nonlocal')
+#: LGA depths; 'lga<d>' is today's LGA2d default stack, 'lga<d>-0.2' the 0.2 stack (each layer
+#: replaces its input: no residual, no normalisation, default-initialised fusion).
+DEPTHS = (1, 2, 4, 8, 16)
+ROWS = ('background', 'colour', 'base', 'deeper', *[f'lga{d}' for d in DEPTHS], 'latentgnn',
+        'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
+LGA_0_2 = dict(residual=False, norm='none', output_init='default')
 DISPLAY = {'background': 'trivial: all background', 'colour': 'trivial: per-pixel colour',
            'base': 'base', 'deeper': f'base + {DEEPER_BLOCKS} conv block (params ≈ LGA-4)',
            'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local',
-           **{f'lga{d}': f'base + LGA, depth {d}' for d in (1, 2, 4, 8, 16)}}
+           **{f'lga{d}': f'base + LGA, depth {d}' for d in DEPTHS},
+           **{f'lga{d}-0.2': f'base + LGA 0.2 stack, depth {d}' for d in DEPTHS}}
 
 
 def context_block(row: str, channels: int) -> nn.Module:
@@ -63,7 +68,9 @@ def context_block(row: str, channels: int) -> nn.Module:
     if row in ('base', 'deeper'):
         return nn.Identity()
     if row.startswith('lga'):
-        return LGA2d(channels, num_layers=int(row[3:]), fuse=True)
+        depth, _, version = row[3:].partition('-')
+        return LGA2d(channels, num_layers=int(depth), fuse=True,
+                     **(LGA_0_2 if version == '0.2' else {}))
     if row == 'latentgnn':
         return LatentGNN2d(channels, latent_dims=[32], channel_stride=4)
     if row == 'nonlocal':
@@ -244,7 +251,8 @@ def run(rows: List[str], seeds: List[int], steps: int, batch_size: int, train_si
                   interior_fraction_of_objects=float((inner & objects).sum() / objects.sum()),
                   optimizer='AdamW', max_lr=LR, weight_decay=1e-4,
                   schedule='OneCycle, 15% warm-up', augmentation='random horizontal flip',
-                  threads=1)
+                  threads=1, lga_rows="'lga<d>': LGA2d's default stack; 'lga<d>-0.2': "
+                  + repr(LGA_0_2), commit=_git_commit())
     results: Dict[str, dict] = {}
     sample = test['images'][:1]
     # Seeds outside, rows inside, the JSON rewritten after every run: a run that is stopped
@@ -280,6 +288,15 @@ def run(rows: List[str], seeds: List[int], steps: int, batch_size: int, train_si
     print(markdown_table([table_row(r) for r in results_list]))
     print(f"total wall time {time.time() - start:.0f} s")
     return results_list
+
+
+def _git_commit() -> Optional[str]:
+    import subprocess
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        return None
 
 
 def _write(results: List[dict], out: str, tag: str, config: dict) -> None:
