@@ -350,6 +350,30 @@ def example_figure(out: str, count: int = 4) -> str:
     return path
 
 
+#: One colour per row in every panel of the depth/size figure.
+KEY_COLOURS = {'base': 'black', 'deeper': 'grey', 'latentgnn': 'tab:green',
+               'nonlocal': 'tab:purple', 'lga4': 'tab:cyan', 'lga16': 'tab:blue',
+               'lga4-0.2': 'tab:orange', 'lga16-0.2': 'tab:red'}
+
+
+def load_rows(result_files: List[str]) -> Dict[str, dict]:
+    """Rows of several result files by key; a later file's row replaces an earlier one.
+
+    Files written before the config recorded ``lga_rows`` (before the collapse fix was merged)
+    ran the 0.2 stack under the name 'lga<d>': their rows are renamed 'lga<d>-0.2'.
+    """
+    rows: Dict[str, dict] = {}
+    for path in result_files:
+        with open(path) as f:
+            data = json.load(f)
+        old = 'lga_rows' not in data['config']
+        for r in data['rows']:
+            if old and r['key'].startswith('lga') and '-' not in r['key']:
+                r = dict(r, key=r['key'] + '-0.2', model=DISPLAY[r['key'] + '-0.2'])
+            rows[r['key']] = r
+    return rows
+
+
 def depth_and_size_figure(result_files: List[str], out: str) -> str:
     """mIoU (overall, interior) against LGA depth, and object accuracy against object size.
 
@@ -360,11 +384,12 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    rows: Dict[str, dict] = {}
-    for path in result_files:
-        with open(path) as f:
-            rows.update({r['key']: r for r in json.load(f)['rows']})
-    depths = [d for d in (1, 2, 4, 8, 16) if f'lga{d}' in rows]
+    rows = load_rows(result_files)
+    stacks = [(suffix, name, colour) for suffix, name, colour in
+              (('', 'base + LGA (default stack)', 'tab:blue'),
+               ('-0.2', 'base + LGA (0.2 stack)', 'tab:orange'))
+              if any(f'lga{d}{suffix}' in rows for d in DEPTHS)]
+    depths = [d for d in DEPTHS if any(f'lga{d}{x}' in rows for x, _, _ in stacks)]
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     refs = [('base', 'base', 'black'), ('deeper', 'param-matched base', 'grey'),
             ('latentgnn', 'LatentGNN', 'tab:green'), ('nonlocal', 'non-local', 'tab:purple'),
@@ -372,12 +397,12 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
             ('background', 'all background', 'tab:brown')]
     for ax, metric, title in ((axes[0, 0], 'miou', 'mIoU, all test pixels'),
                               (axes[0, 1], 'interior_miou', 'mIoU, interior pixels')):
-        if depths:
-            mean = [statistics.mean(rows[f'lga{d}'][metric]) for d in depths]
-            std = [statistics.stdev(rows[f'lga{d}'][metric]) if len(rows[f'lga{d}'][metric]) > 1
-                   else 0.0 for d in depths]
-            ax.errorbar(depths, mean, yerr=std, marker='o', capsize=3, color='tab:blue',
-                        label='base + LGA (mean ± std over seeds)')
+        for suffix, name, colour in stacks:
+            here = [d for d in depths if f'lga{d}{suffix}' in rows]
+            values = [rows[f'lga{d}{suffix}'][metric] for d in here]
+            ax.errorbar(here, [statistics.mean(v) for v in values],
+                        yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
+                        marker='o', capsize=3, color=colour, label=f'{name}, mean ± std')
         for key, name, colour in refs:
             if key in rows:
                 ax.axhline(statistics.mean(rows[key][metric]), color=colour, ls='--', lw=1,
@@ -395,12 +420,13 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
             (axes[1, 0], 'object_acc_by_size', 'objects by size: % of their pixels right'),
             (axes[1, 1], 'interior_object_acc_by_size',
              'objects by size: % of their interior pixels right')):
-        for key in ['base', 'deeper', *[f'lga{d}' for d in depths], 'latentgnn', 'nonlocal']:
+        for key in ['base', 'deeper', *[f'lga{d}{x}' for x, _, _ in stacks for d in (4, 16)],
+                    'latentgnn', 'nonlocal']:
             if key not in rows:
                 continue
             values = [statistics.mean([s[b] for s in rows[key][metric]]) for b in bins]
             ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'],
-                    ls='-' if key.startswith('lga') else '--')
+                    ls='-' if key.startswith('lga') else '--', color=KEY_COLOURS[key])
         ax.set_xticks(range(len(bins)))
         ax.set_xticklabels([f'{lo}-{hi - 1}' for lo, hi in zip(edges, edges[1:])])
         ax.set_xlabel('object box side (px)')
@@ -417,10 +443,7 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
 def merged_tables(result_files: List[str], out: str) -> str:
     """One Markdown file with the rows of several result files: the main table, and the
     accuracy on the interior pixels of objects by object size (where only context helps)."""
-    rows: Dict[str, dict] = {}
-    for path in result_files:
-        with open(path) as f:
-            rows.update({r['key']: r for r in json.load(f)['rows']})
+    rows = load_rows(result_files)
     ordered = [rows[k] for k in ROWS if k in rows]
     edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
     names = {str(lo): f'{lo}-{hi - 1} px' for lo, hi in zip(edges, edges[1:])}
