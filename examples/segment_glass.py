@@ -440,9 +440,11 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
     return path
 
 
-def merged_tables(result_files: List[str], out: str) -> str:
+def merged_tables(result_files: List[str]) -> str:
     """One Markdown file with the rows of several result files: the main table, and the
-    accuracy on the interior pixels of objects by object size (where only context helps)."""
+    accuracy on the interior pixels of objects by object size (where only context helps).
+
+    Written next to the first result file (a raw output, not a docs page)."""
     rows = load_rows(result_files)
     ordered = [rows[k] for k in ROWS if k in rows]
     edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
@@ -454,7 +456,7 @@ def merged_tables(result_files: List[str], out: str) -> str:
                  for b in names}} for r in ordered]
     text = (markdown_table([table_row(r) for r in ordered]) + '\n\n'
             + markdown_table(inner) + '\n')
-    path = os.path.join(out, 'glass_tables.md')
+    path = os.path.join(os.path.dirname(os.path.abspath(result_files[0])), 'glass_tables.md')
     with open(path, 'w') as f:
         f.write(text)
     return path
@@ -479,7 +481,7 @@ def main() -> None:
         print('figure:', example_figure(args.out))
         if args.figures:
             print('figure:', depth_and_size_figure(args.figures, args.out))
-            print('tables:', merged_tables(args.figures, args.out))
+            print('tables:', merged_tables(args.figures))
         return
     try:
         run(args.rows, args.seeds, args.steps, args.batch_size, args.train_size,
