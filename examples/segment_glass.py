@@ -1,0 +1,494 @@
+"""Tutorial: does LGA help where only context can tell? Glass objects on real photos.
+
+    python examples/segment_glass.py --rows base lga4 latentgnn --seeds 0 --steps 600
+
+The steps, each in its own function below:
+
+1. Data (:func:`make_data`): glass scenes of :mod:`glass` (64x64 crops of real photos, 1 or 2
+   Fashion-MNIST silhouettes rendered as glass, 11 classes); train scenes from the train photos
+   and train items, test scenes from other photos and the test items.
+2. Models (:class:`GlassNet`): a light U-Net (19-px receptive field), encoder to 1/4
+   resolution, one context block on the 1/4 map, decoder with a skip from 1/2. Its receptive
+   field is computed from its layers (:func:`glass.receptive_field`). Rows (:data:`ROWS`): the
+   base; the base made deeper to the parameter count of base + LGA-4; + LGA at depth 1 to 16;
+   + LatentGNN; + non-local; and two trivial rows: every pixel background, and a per-pixel
+   colour classifier (1x1 convolutions).
+3. Training (:func:`train_model`): the same scenes, batches, steps and optimiser (AdamW,
+   one-cycle) for every row, one torch thread; the context block is the only difference.
+4. Evaluation (:func:`evaluate`): mIoU over all test pixels and over the interior pixels (whose
+   whole base receptive field sees one label: :func:`glass.interior_mask`), and the fraction of
+   each test object's pixels labelled right, by object size.
+5. Report (:func:`run`): JSON with every seed's numbers and a Markdown table (mean ± std).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datasets import MissingDataError, fail_with_hint, load_fashion_mnist
+from glass import GlassScenes, interior_mask, receptive_field, stack_scenes
+from models import NonLocal2d, conv_block
+from training import (confusion_matrix, count_macs, count_parameters, markdown_table, mean_std,
+                      run_environment, segmentation_scores)
+
+from graphattn import LatentGNN2d, LGA2d
+
+#: The task: canvas side, objects per scene, object box sides (px), background zoom.
+TASK = dict(size=64, objects=(1, 2), sides=(36, 64), zoom=(1.0, 2.0))
+#: Object-size bins (box side in pixels, lower bounds) for the by-size scores.
+SIZE_BINS = (36, 46, 56)
+LR = 3e-3
+#: Extra 3x3 conv blocks at 1/4 of the 'deeper' row: chosen so that its parameter count
+#: is the nearest to base + LGA at depth 4 (see the table's params column).
+DEEPER_BLOCKS = 1
+
+#: LGA depths; 'lga<d>' is today's LGA2d default stack, 'lga<d>-0.2' the 0.2 stack (each layer
+#: replaces its input: no residual, no normalisation, default-initialised fusion).
+DEPTHS = (1, 2, 4, 8, 16)
+ROWS = ('background', 'colour', 'base', 'deeper', *[f'lga{d}' for d in DEPTHS], 'latentgnn',
+        'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
+LGA_0_2 = dict(residual=False, norm='none', output_init='default')
+DISPLAY = {'background': 'trivial: all background', 'colour': 'trivial: per-pixel colour',
+           'base': 'base', 'deeper': f'base + {DEEPER_BLOCKS} conv block (params ≈ LGA-4)',
+           'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local',
+           **{f'lga{d}': f'base + LGA, depth {d}' for d in DEPTHS},
+           **{f'lga{d}-0.2': f'base + LGA 0.2 stack, depth {d}' for d in DEPTHS}}
+
+
+def context_block(row: str, channels: int) -> nn.Module:
+    """The row's context block on the 1/4 map (``nn.Identity`` for the base)."""
+    if row in ('base', 'deeper'):
+        return nn.Identity()
+    if row.startswith('lga'):
+        depth, _, version = row[3:].partition('-')
+        return LGA2d(channels, num_layers=int(depth), fuse=True,
+                     **(LGA_0_2 if version == '0.2' else {}))
+    if row == 'latentgnn':
+        return LatentGNN2d(channels, latent_dims=[32], channel_stride=4)
+    if row == 'nonlocal':
+        return NonLocal2d(channels)
+    raise ValueError(f"unknown row {row!r}; choose one of {ROWS}")
+
+
+class GlassNet(nn.Module):
+    """A light U-Net: two conv blocks (3x3 conv, batch norm, ReLU) at 1/2 resolution and one at
+    1/4 (widths w, 2w), the context block on the 1/4 map (16x16 for 64x64 scenes), then a
+    bilinear upsampling to 1/2, concatenation with the 1/2 features, a 1x1 conv block, a 1x1
+    head and a bilinear upsampling to the input's size.
+
+    Without a context block it sees 19x19 input pixels (:meth:`receptive_field`), about half an
+    object's box (36-64 px). ``extra_blocks`` more 3x3 blocks at 1/4 make the 'deeper' rival
+    (each widens the field by 8 px).
+    """
+
+    def __init__(self, context: str = 'base', width: int = 16, num_classes: int = 11,
+                 extra_blocks: int = 0):
+        super().__init__()
+        w = width
+        # Inputs are standardised with fixed constants (roughly the photos' statistics).
+        self.register_buffer('mean', torch.tensor([0.45, 0.42, 0.40]).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
+        self.enc1 = nn.Sequential(conv_block(3, w, 2), conv_block(w, w))                  # 1/2
+        self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2),                                 # 1/4
+                                  *[conv_block(2 * w, 2 * w) for _ in range(extra_blocks)])
+        self.context = context_block(context, 2 * w)
+        self.up1 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
+        # A 1x1 decoder block: a 3x3 one would widen the field by 8 px for little else.
+        self.dec1 = nn.Sequential(nn.Conv2d(3 * w, w, 1, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(w, num_classes, 1)
+        self.up2 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
+
+    def paths(self) -> List[List[nn.Module]]:
+        """Input-to-output chains of layers: through the context block, and through the skip."""
+        return [[self.enc1, self.enc2, self.context, self.up1, self.dec1, self.head, self.up2],
+                [self.enc1, self.dec1, self.head, self.up2]]
+
+    def receptive_field(self) -> int:
+        """Side (px) of the input window an output pixel sees; ``ValueError`` if unbounded."""
+        return max(receptive_field(p) for p in self.paths())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        f1 = self.enc1((image - self.mean) / self.std)
+        f2 = self.context(self.enc2(f1))
+        d1 = self.dec1(torch.cat([self.up1(f2), f1], 1))
+        return self.up2(self.head(d1))
+
+
+class ColourNet(nn.Module):
+    """The per-pixel colour classifier: 1x1 convolutions only (receptive field 1 pixel)."""
+
+    def __init__(self, num_classes: int = 11, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1),
+                                 nn.ReLU(), nn.Conv2d(hidden, num_classes, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image * 4 - 2)
+
+
+def build(row: str) -> nn.Module:
+    if row == 'colour':
+        return ColourNet()
+    return GlassNet(row, extra_blocks=DEEPER_BLOCKS if row == 'deeper' else 0)
+
+
+def make_data(train_size: int, test_size: int) -> tuple:
+    """Train and test scenes, each built once and kept in memory (a few ms per scene)."""
+    train = stack_scenes(GlassScenes('train', train_size, source=load_fashion_mnist('train'),
+                                     **TASK))
+    test = stack_scenes(GlassScenes('test', test_size, source=load_fashion_mnist('test'),
+                                    **TASK))
+    return train, test
+
+
+def train_model(row: str, train: dict, steps: int, batch_size: int, seed: int):
+    """Train one row's model; returns it, the wall seconds of the run and the loss curve."""
+    torch.manual_seed(seed)
+    model = build(row)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps,
+                                                   pct_start=0.15)
+    images, labels = train['images'], train['labels']
+    g = torch.Generator().manual_seed(seed)
+    losses: List[float] = []
+    start = time.time()
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(images.size(0), (batch_size,), generator=g)
+        x, y = images[idx], labels[idx]
+        if bool(torch.rand((), generator=g) < 0.5):   # a mirrored item keeps its class
+            x, y = x.flip(-1), y.flip(-1)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    return model, time.time() - start, losses
+
+
+def _scores(pred: torch.Tensor, test: dict, field: int) -> Dict[str, object]:
+    """mIoU (all pixels, interior pixels) and per-object accuracy by size of predictions."""
+    n = GlassScenes.num_classes
+    labels, instances, sides = test['labels'], test['instances'], test['sides']
+    inner = interior_mask(labels, field)
+    full = segmentation_scores(confusion_matrix(pred, labels, n))
+    interior = segmentation_scores(confusion_matrix(pred, labels.masked_fill(~inner, -1), n))
+    # Per object: the fraction of its pixels (and of its interior pixels) labelled right.
+    by_size: Dict[str, List[float]] = {str(b): [] for b in SIZE_BINS}
+    by_size_inner: Dict[str, List[float]] = {str(b): [] for b in SIZE_BINS}
+    for i in range(labels.size(0)):
+        for k in range(sides.size(1)):
+            side = int(sides[i, k])
+            obj = instances[i] == k + 1
+            if side == 0 or not obj.any():
+                continue
+            bin_ = str(max(b for b in SIZE_BINS if b <= side))
+            right = pred[i] == labels[i]
+            by_size[bin_].append(float(right[obj].float().mean()) * 100)
+            core = obj & inner[i]
+            if core.any():
+                by_size_inner[bin_].append(float(right[core].float().mean()) * 100)
+    mean = lambda v: statistics.mean(v) if v else float('nan')   # noqa: E731
+    return {'miou': full['miou'], 'pixel_acc': full['pixel_acc'], 'interior_miou':
+            interior['miou'], 'interior_pixel_acc': interior['pixel_acc'],
+            'object_acc_by_size': {b: mean(v) for b, v in by_size.items()},
+            'interior_object_acc_by_size': {b: mean(v) for b, v in by_size_inner.items()},
+            'objects_by_size': {b: len(v) for b, v in by_size.items()}}
+
+
+@torch.no_grad()
+def evaluate(model: Optional[nn.Module], test: dict, field: int,
+             batch_size: int = 50) -> Dict[str, object]:
+    """Scores of a model (``None``: the all-background predictor) on the test scenes."""
+    labels = test['labels']
+    if model is None:
+        return _scores(torch.zeros_like(labels), test, field)
+    model.eval()
+    pred = torch.cat([model(test['images'][s:s + batch_size]).argmax(1)
+                      for s in range(0, labels.size(0), batch_size)])
+    return _scores(pred, test, field)
+
+
+def table_row(result: dict) -> Dict[str, str]:
+    """A result (numbers, one entry per seed) as a table row (mean ± std strings)."""
+    bins = [str(b) for b in SIZE_BINS]
+    return {'model': result['model'], 'mIoU (%)': mean_std(result['miou']),
+            'interior mIoU (%)': mean_std(result['interior_miou']),
+            **{f'obj. acc {b}+ px': mean_std([s[b] for s in result['object_acc_by_size']])
+               for b in bins},
+            'params': f"{result['params']:,}", 'MMACs / image': f"{result['macs'] / 1e6:.1f}",
+            's / run': ('-' if not result['wall_s'] else
+                        f"{statistics.mean(result['wall_s']):.0f}")}
+
+
+def run(rows: List[str], seeds: List[int], steps: int, batch_size: int, train_size: int,
+        test_size: int, out: str, tag: str = 'glass') -> List[dict]:
+    torch.set_num_threads(1)   # one thread: the timings are per core, and cores are shared
+    start = time.time()
+    train, test = make_data(train_size, test_size)
+    field = GlassNet('base').receptive_field()
+    inner = interior_mask(test['labels'], field)
+    objects = test['labels'] > 0
+    print(f"glass: {train_size} train / {test_size} test scenes ({time.time() - start:.0f} s "
+          f"to build), base receptive field {field} px; interior = "
+          f"{100 * float(inner.float().mean()):.1f}% of test pixels, "
+          f"{100 * float((inner & objects).sum() / objects.sum()):.1f}% of object pixels; "
+          f"{steps} steps of batch {batch_size}; seeds {seeds}", flush=True)
+    os.makedirs(out, exist_ok=True)
+    config = dict(rows=rows, seeds=seeds, steps=steps, batch_size=batch_size,
+                  train_size=train_size, test_size=test_size, task=TASK, receptive_field=field,
+                  interior_fraction=float(inner.float().mean()),
+                  interior_fraction_of_objects=float((inner & objects).sum() / objects.sum()),
+                  optimizer='AdamW', max_lr=LR, weight_decay=1e-4,
+                  schedule='OneCycle, 15% warm-up', augmentation='random horizontal flip',
+                  threads=1, lga_rows="'lga<d>': LGA2d's default stack; 'lga<d>-0.2': "
+                  + repr(LGA_0_2), commit=_git_commit())
+    results: Dict[str, dict] = {}
+    sample = test['images'][:1]
+    # Seeds outside, rows inside, the JSON rewritten after every run: a run that is stopped
+    # early keeps every row for the seeds it finished.
+    for n, seed in enumerate(seeds):
+        for row in rows:
+            if row == 'background':
+                if n == 0:
+                    scores = evaluate(None, test, field)
+                    results[row] = {'key': row, 'model': DISPLAY[row], 'seeds': [seed],
+                                    'params': 0, 'macs': 0, 'wall_s': [],
+                                    'loss_every_10_steps': [],
+                                    **{k: [v] for k, v in scores.items()}}
+                continue
+            model, wall, losses = train_model(row, train, steps, batch_size, seed)
+            scores = evaluate(model, test, field)
+            print(f"  {row:<10} seed {seed}: mIoU {scores['miou']:.1f}, interior "
+                  f"{scores['interior_miou']:.1f} ({wall:.0f} s)", flush=True)
+            if row not in results:
+                results[row] = {'key': row, 'model': DISPLAY[row], 'seeds': [],
+                                'params': count_parameters(model),
+                                'macs': count_macs(model, sample), 'wall_s': [],
+                                'loss_every_10_steps': [], **{k: [] for k in scores}}
+            r = results[row]
+            r['seeds'].append(seed)
+            r['wall_s'].append(wall)
+            r['loss_every_10_steps'].append(losses[::10])
+            for k, v in scores.items():
+                r[k].append(v)
+            _write(list(results.values()), out, tag, config)
+    results_list = [results[r] for r in rows if r in results]
+    _write(results_list, out, tag, config)
+    print(markdown_table([table_row(r) for r in results_list]))
+    print(f"total wall time {time.time() - start:.0f} s")
+    return results_list
+
+
+def _git_commit() -> Optional[str]:
+    import subprocess
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        return None
+
+
+def _write(results: List[dict], out: str, tag: str, config: dict) -> None:
+    with open(os.path.join(out, f'{tag}.json'), 'w') as f:
+        json.dump({'config': config, 'environment': run_environment(), 'rows': results}, f,
+                  indent=1)
+    with open(os.path.join(out, f'{tag}.md'), 'w') as f:
+        f.write(markdown_table([table_row(r) for r in results]) + '\n')
+
+
+
+# --- Figures ---------------------------------------------------------------------------------
+
+def example_figure(out: str, count: int = 4) -> str:
+    """Test scenes: the photo, its glass rendering, the label, the interior mask."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from figures import COLLAGE_COLOURS, COLLAGE_NAMES
+    test = GlassScenes('test', count, **TASK)
+    field = GlassNet('base').receptive_field()
+    cmap = ListedColormap(COLLAGE_COLOURS)
+    fig, axes = plt.subplots(count, 4, figsize=(8.4, 2.2 * count + 1.0), squeeze=False)
+    titles = ('real photo (test split)', 'glass rendering (input)', 'label',
+              f'interior: {field}x{field} field\nsees one label (white)')
+    for i in range(count):
+        sc = test.scene(i)
+        axes[i, 0].imshow(sc.photo.permute(1, 2, 0))
+        axes[i, 0].set_ylabel(sc.photo_name, fontsize=9)
+        axes[i, 1].imshow(sc.image.permute(1, 2, 0))
+        axes[i, 2].imshow(sc.label, cmap=cmap, vmin=-0.5, vmax=10.5, interpolation='nearest')
+        axes[i, 3].imshow(interior_mask(sc.label, field), cmap='gray', vmin=0, vmax=1,
+                          interpolation='nearest')
+        for j in range(4):
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(titles[j], fontsize=9)
+    bottom = 0.9 / fig.get_figheight()
+    fig.subplots_adjust(bottom=bottom, wspace=0.05, hspace=0.08)
+    handles = [Patch(facecolor=c, edgecolor='black', linewidth=0.3, label=n)
+               for n, c in zip(COLLAGE_NAMES, COLLAGE_COLOURS)]
+    fig.legend(handles=handles, loc='upper center', ncol=4, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, bottom))
+    path = os.path.join(out, 'glass_examples.png')
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
+    return path
+
+
+#: One colour per row in every panel of the depth/size figure.
+KEY_COLOURS = {'base': 'black', 'deeper': 'grey', 'latentgnn': 'tab:green',
+               'nonlocal': 'tab:purple', 'lga4': 'tab:cyan', 'lga16': 'tab:blue',
+               'lga4-0.2': 'tab:orange', 'lga16-0.2': 'tab:red'}
+
+
+def load_rows(result_files: List[str]) -> Dict[str, dict]:
+    """Rows of several result files by key; a later file's row replaces an earlier one.
+
+    Files written before the config recorded ``lga_rows`` (before the collapse fix was merged)
+    ran the 0.2 stack under the name 'lga<d>': their rows are renamed 'lga<d>-0.2'.
+    """
+    rows: Dict[str, dict] = {}
+    for path in result_files:
+        with open(path) as f:
+            data = json.load(f)
+        old = 'lga_rows' not in data['config']
+        for r in data['rows']:
+            if old and r['key'].startswith('lga') and '-' not in r['key']:
+                r = dict(r, key=r['key'] + '-0.2', model=DISPLAY[r['key'] + '-0.2'])
+            rows[r['key']] = r
+    return rows
+
+
+def depth_and_size_figure(result_files: List[str], out: str) -> str:
+    """mIoU (overall, interior) against LGA depth, and object accuracy against object size.
+
+    Rows of every JSON in ``result_files`` are pooled (a later file's row replaces an earlier
+    one with the same key); the base, LatentGNN and the parameter-matched base are drawn as
+    horizontal references.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = load_rows(result_files)
+    stacks = [(suffix, name, colour) for suffix, name, colour in
+              (('', 'base + LGA (default stack)', 'tab:blue'),
+               ('-0.2', 'base + LGA (0.2 stack)', 'tab:orange'))
+              if any(f'lga{d}{suffix}' in rows for d in DEPTHS)]
+    depths = [d for d in DEPTHS if any(f'lga{d}{x}' in rows for x, _, _ in stacks)]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    refs = [('base', 'base', 'black'), ('deeper', 'param-matched base', 'grey'),
+            ('latentgnn', 'LatentGNN', 'tab:green'), ('nonlocal', 'non-local', 'tab:purple'),
+            ('colour', 'per-pixel colour', 'tab:red'),
+            ('background', 'all background', 'tab:brown')]
+    for ax, metric, title in ((axes[0, 0], 'miou', 'mIoU, all test pixels'),
+                              (axes[0, 1], 'interior_miou', 'mIoU, interior pixels')):
+        for suffix, name, colour in stacks:
+            here = [d for d in depths if f'lga{d}{suffix}' in rows]
+            values = [rows[f'lga{d}{suffix}'][metric] for d in here]
+            ax.errorbar(here, [statistics.mean(v) for v in values],
+                        yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
+                        marker='o', capsize=3, color=colour, label=f'{name}, mean ± std')
+        for key, name, colour in refs:
+            if key in rows:
+                ax.axhline(statistics.mean(rows[key][metric]), color=colour, ls='--', lw=1,
+                           label=name)
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(depths or [1])
+        ax.set_xticklabels([str(d) for d in depths] or ['1'])
+        ax.set_xlabel('LGA depth (layers)')
+        ax.set_ylabel('%')
+        ax.set_title(title)
+    axes[0, 0].legend(fontsize=8)
+    bins = [str(b) for b in SIZE_BINS]
+    edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
+    for ax, metric, title in (
+            (axes[1, 0], 'object_acc_by_size', 'objects by size: % of their pixels right'),
+            (axes[1, 1], 'interior_object_acc_by_size',
+             'objects by size: % of their interior pixels right')):
+        for key in ['base', 'deeper', *[f'lga{d}{x}' for x, _, _ in stacks for d in (4, 16)],
+                    'latentgnn', 'nonlocal']:
+            if key not in rows:
+                continue
+            values = [statistics.mean([s[b] for s in rows[key][metric]]) for b in bins]
+            ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'],
+                    ls='-' if key.startswith('lga') else '--', color=KEY_COLOURS[key])
+        ax.set_xticks(range(len(bins)))
+        ax.set_xticklabels([f'{lo}-{hi - 1}' for lo, hi in zip(edges, edges[1:])])
+        ax.set_xlabel('object box side (px)')
+        ax.set_ylabel('% (mean over objects, then seeds)')
+        ax.set_title(title)
+    axes[1, 0].legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, 'glass_depth_size.png')
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
+    return path
+
+
+def merged_tables(result_files: List[str]) -> str:
+    """One Markdown file with the rows of several result files: the main table, and the
+    accuracy on the interior pixels of objects by object size (where only context helps).
+
+    Written next to the first result file (a raw output, not a docs page)."""
+    rows = load_rows(result_files)
+    ordered = [rows[k] for k in ROWS if k in rows]
+    edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
+    names = {str(lo): f'{lo}-{hi - 1} px' for lo, hi in zip(edges, edges[1:])}
+    inner = [{'model': r['model'], 'seeds': len(r['miou']),
+              **{f'interior obj. acc, {names[b]}': mean_std(
+                  [s[b] for s in r['interior_object_acc_by_size']]) for b in names},
+              **{f'obj. acc, {names[b]}': mean_std([s[b] for s in r['object_acc_by_size']])
+                 for b in names}} for r in ordered]
+    text = (markdown_table([table_row(r) for r in ordered]) + '\n\n'
+            + markdown_table(inner) + '\n')
+    path = os.path.join(os.path.dirname(os.path.abspath(result_files[0])), 'glass_tables.md')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--steps', type=int, default=600)
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--train-size', type=int, default=2000)
+    parser.add_argument('--test-size', type=int, default=300)
+    parser.add_argument('--out', default='outputs/glass')
+    parser.add_argument('--tag', default='glass', help='name of the JSON / Markdown files')
+    parser.add_argument('--figures', nargs='*', metavar='JSON',
+                        help='only draw the figures (examples; depth and size from these '
+                             'result files) into --out')
+    args = parser.parse_args()
+    if args.figures is not None:
+        os.makedirs(args.out, exist_ok=True)
+        print('figure:', example_figure(args.out))
+        if args.figures:
+            print('figure:', depth_and_size_figure(args.figures, args.out))
+            print('tables:', merged_tables(args.figures))
+        return
+    try:
+        run(args.rows, args.seeds, args.steps, args.batch_size, args.train_size,
+            args.test_size, args.out, args.tag)
+    except MissingDataError as error:
+        fail_with_hint(error)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,132 @@
+"""The glass task (examples/glass.py): deterministic scenes, labels, interior, errors."""
+import pytest
+import torch
+from conftest import require_data
+from torch import nn
+
+import datasets
+from glass import GlassScenes, interior_mask, receptive_field
+from segment_glass import TASK, GlassNet
+
+from graphattn import LGA2d
+
+
+@pytest.fixture(scope='module')
+def items():
+    """A few real test items (fast: the scenes below only draw from these)."""
+    x, y = require_data(datasets.load_fashion_mnist, 'test')
+    return x[:50], y[:50]
+
+
+def scenes(items, split='test', seed=0, **options):
+    options = dict(TASK, seed=seed, source=items, **options)
+    return require_data(lambda: GlassScenes(split, 6, **options))
+
+
+def test_scenes_are_deterministic_per_seed(items):
+    a, b = scenes(items), scenes(items)
+    for i in range(3):
+        sa, sb = a.scene(i), b.scene(i)
+        assert torch.equal(sa.image, sb.image) and torch.equal(sa.label, sb.label)
+        assert sa.boxes == sb.boxes and sa.items == sb.items
+    other = scenes(items, seed=1).scene(0)
+    assert not torch.equal(other.image, a.scene(0).image)
+
+
+def test_train_and_test_photos_are_disjoint():
+    assert not set(datasets.DEHAZE_TRAIN_PHOTOS) & set(datasets.DEHAZE_TEST_PHOTOS)
+
+
+def test_labels_match_the_silhouettes(items):
+    ds = scenes(items)
+    images, classes = items
+    for i in range(len(ds)):
+        sc = ds.scene(i)
+        s = TASK['size']
+        assert sc.image.shape == (3, s, s) and 0 <= sc.image.min() <= sc.image.max() <= 1
+        assert torch.equal(sc.label > 0, sc.instance > 0)
+        assert len(sc.boxes) >= 1
+        for k, (item, (row, col, side)) in enumerate(zip(sc.items, sc.boxes)):
+            silhouette = ds.silhouette(item, side)
+            box_instance = sc.instance[row:row + side, col:col + side]
+            assert torch.equal(box_instance == k + 1, silhouette)
+            assert (sc.label[sc.instance == k + 1] == 1 + int(classes[item])).all()
+            # Nothing of the object outside its box.
+            assert int((sc.instance == k + 1).sum()) == int(silhouette.sum())
+
+
+def test_glass_interior_shows_the_background(items):
+    """Deep inside an object the rendering stays close to the photo (that is the point)."""
+    sc = scenes(items).scene(0)
+    deep = interior_mask(sc.label, 15) & (sc.label > 0)
+    assert deep.any()
+    diff = (sc.image - sc.photo).abs().mean(0)[deep].mean()
+    assert diff < 0.08
+
+
+def brute_force_interior(label: torch.Tensor, field: int) -> torch.Tensor:
+    radius = (field - 1) // 2
+    h, w = label.shape
+    out = torch.zeros(h, w, dtype=torch.bool)
+    for r in range(h):
+        for c in range(w):
+            window = label[max(0, r - radius):r + radius + 1, max(0, c - radius):c + radius + 1]
+            out[r, c] = bool((window == label[r, c]).all())
+    return out
+
+
+@pytest.mark.parametrize('field', [1, 3, 5, 9, 10])
+def test_interior_mask_on_hand_made_shapes(field):
+    label = torch.zeros(24, 30, dtype=torch.long)
+    label[4:18, 6:20] = 3          # a square
+    label[18:22, 6:10] = 5         # a small block touching it
+    expected = brute_force_interior(label, field)
+    assert torch.equal(interior_mask(label, field), expected)
+    assert torch.equal(interior_mask(label[None].repeat(2, 1, 1), field)[1], expected)
+    if field == 9:   # radius 4: the 14-px square keeps its central 6x6 pixels
+        inside = interior_mask(label, field) & (label == 3)
+        assert int(inside.sum()) == 6 * 6 and bool(inside[8:14, 10:16].all())
+
+
+def test_receptive_field_from_the_layers_matches_the_gradient():
+    """The analytic field equals the input window that reaches one output pixel."""
+    torch.manual_seed(0)
+    net = GlassNet('base').eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):   # positive weights: no ReLU ever cuts a path
+                m.weight.abs_().add_(0.01)
+    extents = []
+    for pixel in (30, 31, 32, 33):   # every phase of the two 2x upsamplings
+        x = torch.ones(1, 3, 64, 64, requires_grad=True)
+        net(x)[0, 0, pixel, pixel].backward()
+        rows, cols = torch.nonzero(x.grad[0].abs().sum(0)).unbind(1)
+        extents += [int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)]
+    assert max(extents) == net.receptive_field() == 19
+
+
+def test_receptive_field_errors():
+    with pytest.raises(ValueError, match='cannot compute the receptive field of LGA2d'):
+        receptive_field([nn.Conv2d(3, 8, 3), LGA2d(8, num_layers=2)])
+    with pytest.raises(ValueError, match='cannot compute'):
+        GlassNet('lga2').receptive_field()
+    with pytest.raises(ValueError, match='square'):
+        receptive_field([nn.Conv2d(3, 8, (3, 5))])
+    with pytest.raises(ValueError, match="'receptive_field' must be >= 1"):
+        interior_mask(torch.zeros(4, 4, dtype=torch.long), 0)
+
+
+def test_impossible_sizes_are_refused(items):
+    with pytest.raises(ValueError, match='must fit in the canvas'):
+        GlassScenes('test', 2, size=64, sides=(42, 80), source=items)
+    with pytest.raises(ValueError, match='smallest photo'):
+        require_data(lambda: GlassScenes('test', 2, size=200, sides=(42, 89),
+                                         zoom=(1.0, 2.0), source=items))
+    with pytest.raises(ValueError, match="'objects'"):
+        GlassScenes('test', 2, objects=(0, 2), source=items)
+    with pytest.raises(ValueError, match="'sides'"):
+        GlassScenes('test', 2, sides=(60, 50), source=items)
+    with pytest.raises(ValueError, match="'split'"):
+        GlassScenes('val', 2, source=items)
+    with pytest.raises(IndexError):
+        scenes(items).scene(6)
