@@ -99,13 +99,15 @@ class GlassNet(nn.Module):
         self.enc1 = nn.Sequential(conv_block(3, w, 2), conv_block(w, w))                  # 1/2
         self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2),                                 # 1/4
                                   *[conv_block(2 * w, 2 * w) for _ in range(extra_blocks)])
-        self.context = context_block(context, 2 * w)
         self.up1 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
         # A 1x1 decoder block: a 3x3 one would widen the field by 8 px for little else.
         self.dec1 = nn.Sequential(nn.Conv2d(3 * w, w, 1, bias=False), nn.BatchNorm2d(w),
                                   nn.ReLU(inplace=True))
         self.head = nn.Conv2d(w, num_classes, 1)
         self.up2 = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)
+        # Drawn after the base's weights, so that at one seed every row starts from the base
+        # row's weights and differs only by its block (docs/lga.md, the collages' seed 2).
+        self.context = context_block(context, 2 * w)
 
     def paths(self) -> List[List[nn.Module]]:
         """Input-to-output chains of layers: through the context block, and through the skip."""

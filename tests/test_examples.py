@@ -253,6 +253,8 @@ def test_cortex_lookup_copies_the_nearest_labelled_vertex():
 @pytest.mark.parametrize('build', [
     lambda c, seed: (torch.manual_seed(seed), __import__('models').SegNet(c))[1],
     lambda c, seed: (torch.manual_seed(seed), __import__('models').DehazeNet(c))[1],
+    lambda c, seed: (torch.manual_seed(seed), __import__('segment_glass').GlassNet(
+        {'none': 'base', 'lga': 'lga4'}.get(c, c)))[1],
 ])
 @pytest.mark.parametrize('context', ['lga', 'latentgnn', 'nonlocal'])
 def test_context_rows_share_the_base_weights_at_a_seed(build, context):
