@@ -1,7 +1,7 @@
 """LGA's edge-score readings and heads on every path, against brute-force loops.
 
-The reference below reads the layer's parameters and evaluates the documented
-equations edge by edge, in plain Python loops: any path whose maths drifts
+The reference (:mod:`lga_reference`) reads the layer's parameters and evaluates the
+documented equations edge by edge, in plain Python loops: any path whose maths drifts
 (a wrong end of the edge, a head mixed with another, a softmax over the wrong
 set) fails here.
 """
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import graphs
+import lga_reference
 from graphattn import LGA, LGA2d, LGAConv
 
 DT = torch.float64
@@ -18,42 +19,10 @@ READINGS = ('center', 'neighbor', 'pair')
 GOLDEN = pathlib.Path(__file__).parent / 'data' / 'lga_v0_1_golden.pt'
 
 
-def _lin(lin, x):
-    return x @ lin.weight.t() + (0 if lin.bias is None else lin.bias)
-
-
 def brute_force(conv: LGAConv, x_src, x_dst, edge_index, edge_attr):
-    """The layer's output, edge by edge: ``(N_dst, heads * D)`` (or ``(N_dst, D)``)."""
-    heads, a, d = conv.heads, conv.att_channels, conv.out_channels
-    v = _lin(conv.lin_value, x_src).view(-1, heads, d) if conv.groups == 1 else (
-        conv.lin_value(x_src).view(-1, heads, d))
-    q = None if conv.lin_att is None else _lin(conv.lin_att, x_dst).view(-1, heads, a)
-    k = None if conv.lin_att_src is None else _lin(conv.lin_att_src, x_src).view(-1, heads, a)
-    out = torch.zeros(x_dst.size(0), heads, d, dtype=x_dst.dtype)
-    for i in range(x_dst.size(0)):
-        edges = [e for e in range(edge_index.size(1)) if int(edge_index[1, e]) == i]
-        if not edges:
-            continue
-        for h in range(heads):
-            scores = []
-            for e in edges:
-                j = int(edge_index[0, e])
-                phi = edge_attr[e] if conv.edge_encoder is None else conv.edge_encoder(
-                    edge_attr[e:e + 1])[0]
-                if conv.score == 'center':
-                    s = q[i, h] @ phi
-                elif conv.score == 'neighbor':
-                    s = k[j, h] @ phi
-                else:
-                    s = conv.att[h] @ torch.nn.functional.leaky_relu(
-                        q[i, h] + k[j, h] + phi, conv.negative_slope)
-                scores.append(s)
-            scores = torch.stack(scores)
-            w = torch.softmax(scores, 0) if conv.normalize == 'softmax' else scores.sigmoid()
-            for weight, e in zip(w, edges):
-                out[i, h] = out[i, h] + weight * v[int(edge_index[0, e]), h]
-    out = out.flatten(1) if conv.concat else out.mean(1)
-    return out if conv.act is None else conv.act(out)
+    """The layer's output, edge by edge (:func:`lga_reference.brute_force`, the loop the
+    irregular-input and property tests share): ``(N_dst, heads * D)`` or ``(N_dst, D)``."""
+    return lga_reference.brute_force(conv, x_src, x_dst, edge_index, edge_attr)[0]
 
 
 def _cloud(n=14, k=4, seed=0):
