@@ -52,7 +52,7 @@ DEEPER_BLOCKS = 1
 
 #: LGA depths; 'lga<d>' is today's LGA2d default stack, 'lga<d>-0.2' the 0.2 stack (each layer
 #: replaces its input: no residual, no normalisation, default-initialised fusion).
-DEPTHS = (1, 2, 4, 8, 16)
+DEPTHS = (1, 2, 3, 4, 8, 16)
 ROWS = ('background', 'colour', 'base', 'deeper', *[f'lga{d}' for d in DEPTHS], 'latentgnn',
         'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
 LGA_0_2 = dict(residual=False, norm='none', output_init='default')
