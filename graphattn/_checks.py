@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from graphs.validation import check_index_range, check_positive_int, check_same_device
+from graphs.validation import check_positive_int, check_same_device
 
 __all__ = ['PATHS', 'LGA_PATHS', 'check_path', 'check_choice', 'check_dtype', 'check_features',
            'check_batch_size', 'check_flag', 'check_same_device', 'check_graph_tensors']
@@ -112,46 +112,46 @@ def check_batch_size(batch: Tensor, batch_size: Optional[int], name: str = 'batc
     return int(batch_size)
 
 
-def check_graph_tensors(x_src: Tensor, x_dst: Tensor, edge_index: Any = None,
+def check_graph_tensors(x_src: Tensor, x_dst: Optional[Tensor], edge_index: Any = None,
                         edge_attr: Any = None, pos: Any = None, neighbors: Any = None,
                         flow: str = 'source_to_target', num_dst: Optional[int] = None) -> None:
     """The device and index checks of one graph given to an LGA layer, before any kernel.
 
     Every tensor must be on the features' device (an error naming both
     devices; reads no data). A dense integer ``edge_index`` ``(2, E)`` must
-    index the features and the rows of ``pos`` (one reduction, one device sync,
-    skipped under :func:`torch.compile`): on a GPU an out-of-range index would
-    otherwise be a device-side assert inside PyG's gather, which leaves the
-    CUDA context unusable, instead of an :class:`IndexError` naming the
-    argument. The neighbour table's range is checked where it is validated
-    (:func:`graphattn.lga_graph.prepare_graph`); here only ``pos`` rows that
-    are fewer than the nodes a table may name. Shapes and dtypes are left to
-    the form's own checks, which run after this and name what is wrong.
+    index the features (one reduction, one device sync, skipped under
+    :func:`torch.compile`): on a GPU an out-of-range index would otherwise be
+    a device-side assert inside PyG's gather, which leaves the CUDA context
+    unusable, instead of an :class:`IndexError` naming the argument. ``pos``
+    has exactly one row per node (:func:`graphattn.lga_graph.prepare_graph`
+    checks its shape first) and the neighbour table's range is checked where
+    the table is validated; shapes and dtypes are left to each form's own checks.
     """
     check_same_device('x', x_src if x_dst is None else x_dst,
                       x_src=None if x_src is x_dst else x_src, edge_index=edge_index,
                       edge_attr=edge_attr, pos=pos, neighbors=neighbors)
-    pos_src, pos_dst = (pos, pos) if not isinstance(pos, (tuple, list)) else tuple(pos)
-    # Sources, centres; (x_src, None) has no x_dst: its count comes from the graph.
-    limits = [x_src.size(-2), x_dst.size(-2) if x_dst is not None else num_dst]
-    for i, p in enumerate((pos_src, pos_dst)):
-        rows = p.size(-2) if isinstance(p, Tensor) and p.dim() >= 2 else None  # (N|B, N, D)
-        if rows is not None and limits[i] is not None and rows < limits[i]:
-            limits[i] = rows
-    what = ("the nodes of 'x'" if not isinstance(pos, (Tensor, tuple, list))
-            else "the nodes of 'x' and the rows of 'pos'")
-    if isinstance(neighbors, Tensor) and isinstance(pos_src, Tensor) and (
-            limits[0] < x_src.size(-2)) and neighbors.dtype in (torch.long, torch.int):
-        check_index_range('neighbors', neighbors.clamp(min=0), limits[0], what)
     if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided or (
             edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point()
             or edge_index.dtype == torch.bool):
         return   # not a dense (2, E) index: the form's own checks say what is wrong
-    src, dst = (0, 1) if flow == 'source_to_target' else (1, 0)
     if edge_index.numel() == 0 or torch.compiler.is_compiling():
         return
+    # Sources, centres; (x_src, None) has no x_dst: its count comes from the graph.
+    limits = (x_src.size(-2), x_dst.size(-2) if x_dst is not None else num_dst)
+    src, dst = (0, 1) if flow == 'source_to_target' else (1, 0)
     low, high = torch.stack([edge_index.amin(1), edge_index.amax(1)]).tolist()
     for row, limit, role in ((src, limits[0], 'neighbours'), (dst, limits[1], 'centres')):
         if low[row] < 0 or high[row] >= limit:
             raise IndexError(f"'edge_index' row {row} (the {role}) holds node indices outside "
-                             f"[0, {limit}) ({what}): min {low[row]}, max {high[row]}")
+                             f"[0, {limit}) (the nodes of 'x'): min {low[row]}, "
+                             f"max {high[row]}")
+
+
+def check_single_backward() -> None:
+    """Called in a compiled kernel's backward: ``create_graph=True`` would need that
+    backward to be differentiable, and the compiled one is not traced by autograd, so
+    its gradient would silently be missing terms."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("path='compiled' does not support double backward "
+                           "(create_graph=True); use path='fused', whose backward is "
+                           "differentiable")

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import check_single_backward
 from .grid_attention import Offsets, _as_offsets, _padding, _shifted, grid_neighbor_mask
 from .lga_scores import normalize_dense
 
@@ -116,10 +117,7 @@ class CompiledGridAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Optional[Tensor], grad_alpha: Optional[Tensor]):
-        if torch.is_grad_enabled():  # create_graph=True: the compiled backward is not traced
-            raise RuntimeError("path='compiled' does not support double backward "
-                               "(create_graph=True); use path='fused', whose backward is "
-                               "differentiable")
+        check_single_backward()
         alpha, value, out = ctx.saved_tensors
         grad_out = torch.zeros_like(value) if grad_out is None else grad_out.contiguous()
         grad_alpha = None if grad_alpha is None else grad_alpha.contiguous()

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import check_single_backward
 from .lga_scores import normalize_dense
 
 __all__ = ['CompiledNeighborAttention', 'compiled_neighbor_attention']
@@ -133,10 +134,7 @@ class CompiledNeighborAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Optional[Tensor], grad_alpha: Optional[Tensor]):
-        if torch.is_grad_enabled():  # create_graph=True: the compiled backward is not traced
-            raise RuntimeError("path='compiled' does not support double backward "
-                               "(create_graph=True); use path='fused', whose backward is "
-                               "differentiable")
+        check_single_backward()
         alpha, value, index, out = ctx.saved_tensors
         if grad_out is None:
             grad_out = alpha.new_zeros(*alpha.shape[:3], value.size(-1))

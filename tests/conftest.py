@@ -60,3 +60,17 @@ def device(request) -> torch.device:
         pytest.skip(f"--device {dev}: torch.cuda.is_available() is False (torch "
                     f"{torch.__version__}, built for CUDA {torch.version.cuda})")
     return dev
+
+
+@pytest.fixture
+def aot_eager_table_kernel(monkeypatch):
+    """The compiled table kernel's two functions through ``aot_eager``, with a fresh Dynamo
+    cache: the same traced graphs as inductor's, without its C++ build (about a minute per
+    function on a CPU)."""
+    from graphattn import compiled_neighbor_attention as cna
+    torch._dynamo.reset()
+    monkeypatch.setattr(cna, '_COMPILED', {
+        name: torch.compile(fn, backend='aot_eager', fullgraph=True)
+        for name, fn in cna._FUNCTIONS.items()})
+    yield
+    torch._dynamo.reset()

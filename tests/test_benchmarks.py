@@ -15,19 +15,6 @@ import plot  # noqa: E402
 import points  # noqa: E402
 
 
-@pytest.fixture
-def aot_eager_table_kernel(monkeypatch):
-    """``'lga_compiled'`` through ``aot_eager``: inductor's C++ build takes about a minute
-    on a CPU (the benchmark itself uses inductor)."""
-    from graphattn import compiled_neighbor_attention as cna
-    torch._dynamo.reset()
-    monkeypatch.setattr(cna, '_COMPILED', {
-        name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-        for name, fn in cna._FUNCTIONS.items()})
-    yield
-    torch._dynamo.reset()
-
-
 @pytest.mark.parametrize('impl', points.IMPLS)
 def test_point_cloud_cases_run(impl, aot_eager_table_kernel):
     result = points.run_case(impl, 300, repeats=1)

@@ -23,7 +23,6 @@ import torch._dynamo
 
 import graphs
 from graphattn import LGA, LGAConv
-from graphattn import compiled_neighbor_attention as cna
 from graphattn.compiled_neighbor_attention import (_backward, _forward,
                                                    compiled_neighbor_attention)
 from graphattn.lga_scores import normalize_dense
@@ -32,19 +31,8 @@ from lga_reference import brute_force, table_edges
 
 DT = torch.float64
 # The tables leave out self-loops on purpose (padding, empty rows): LGA's warning is expected.
-pytestmark = [pytest.mark.usefixtures('one_thread', 'aot_eager_kernel'),
+pytestmark = [pytest.mark.usefixtures('one_thread', 'aot_eager_table_kernel'),
               pytest.mark.filterwarnings('ignore:.*have no self-loop')]
-
-
-@pytest.fixture
-def aot_eager_kernel(monkeypatch):
-    """The kernel's two functions through ``aot_eager``, with a fresh Dynamo cache."""
-    torch._dynamo.reset()
-    monkeypatch.setattr(cna, '_COMPILED', {
-        name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-        for name, fn in cna._FUNCTIONS.items()})
-    yield
-    torch._dynamo.reset()
 
 
 def _table():

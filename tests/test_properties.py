@@ -170,6 +170,18 @@ def _close(got, want, what):
     torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9, msg=lambda m: f'{what}: {m}')
 
 
+def _reference(conv, case, x_src, x_dst, edges, attr, leaves):
+    """``(out, alpha, grads)`` of one brute-force loop per batch entry."""
+    bipartite = case['form'].startswith('bipartite')
+    per_sample = case['pos_per_sample'] and case['encoder'] == 'mlp'
+    refs = [brute_force(conv, xs, x_dst if bipartite else xs, edges,
+                        attr[b] if per_sample else attr, num_dst=case['num_dst'])
+            for b, xs in enumerate(x_src if case['batch'] else [x_src])]
+    ref = torch.stack([r[0] for r in refs]) if case['batch'] else refs[0][0]
+    ref_alpha = torch.stack([r[1] for r in refs]) if case['batch'] else refs[0][1]
+    return ref, ref_alpha, _grads(conv, ref, leaves)
+
+
 @_settings(150)
 @given(lga_cases())
 def test_lga_conv_paths_equal_brute_force(case):
@@ -179,15 +191,7 @@ def test_lga_conv_paths_equal_brute_force(case):
     x = (x_src, x_dst) if case['form'].startswith('bipartite') else x_src
     attr = _edge_attr(case, pos, table_attr, edges)   # built again per use: one graph each
 
-    # The reference: one brute-force loop per batch entry.
-    bipartite = case['form'].startswith('bipartite')
-    per_sample = case['pos_per_sample'] and case['encoder'] == 'mlp'
-    refs = [brute_force(conv, xs, x_dst if bipartite else xs, edges,
-                        attr[b] if per_sample else attr, num_dst=case['num_dst'])
-            for b, xs in enumerate(x_src if case['batch'] else [x_src])]
-    ref = torch.stack([r[0] for r in refs]) if case['batch'] else refs[0][0]
-    ref_alpha = torch.stack([r[1] for r in refs]) if case['batch'] else refs[0][1]
-    ref_grads = _grads(conv, ref, leaves)
+    ref, ref_alpha, ref_grads = _reference(conv, case, x_src, x_dst, edges, attr, leaves)
     attr = _edge_attr(case, pos, table_attr, edges)
 
     table = case['table'].to(case['index_dtype'])
@@ -233,31 +237,23 @@ def test_compiled_table_path_equals_brute_force(case):
     saved, cna._COMPILED = cna._COMPILED, kernel
     # The draws vary what a trace is specialised on (normalisation, ReLU, sizes 0 and 1):
     # more than Dynamo's 8 traces per function in all, which fullgraph=True makes an error.
-    limit = torch._dynamo.config.patch(recompile_limit=64)
-    limit.__enter__()
     try:
-        conv = _conv(case)
-        edges = table_edges(case['table'])
-        x_src, x_dst, pos, table_attr, leaves = _inputs(case)
-        x = (x_src, x_dst) if case['form'].startswith('bipartite') else x_src
-        attr = _edge_attr(case, pos, table_attr, edges)
-        bipartite = case['form'].startswith('bipartite')
-        per_sample = case['pos_per_sample'] and case['encoder'] == 'mlp'
-        refs = [brute_force(conv, xs, x_dst if bipartite else xs, edges,
-                            attr[b] if per_sample else attr, num_dst=case['num_dst'])
-                for b, xs in enumerate(x_src if case['batch'] else [x_src])]
-        ref = torch.stack([r[0] for r in refs]) if case['batch'] else refs[0][0]
-        ref_alpha = torch.stack([r[1] for r in refs]) if case['batch'] else refs[0][1]
-        ref_grads = _grads(conv, ref, leaves)
-        graph = dict(neighbors=case['table'].to(case['index_dtype']), pos=pos,
-                     edge_attr=table_attr, path='compiled')
-        out, (_, alpha) = conv(x, **graph, return_attention_weights=True)
-        _close(out, ref, 'compiled table: values')
-        _close(alpha, ref_alpha, 'compiled table: attention weights')
-        for i, (g, r) in enumerate(zip(_grads(conv, conv(x, **graph), leaves), ref_grads)):
-            _close(g, r, f'compiled table: gradient {i}')
+        with torch._dynamo.config.patch(recompile_limit=64):
+            conv = _conv(case)
+            edges = table_edges(case['table'])
+            x_src, x_dst, pos, table_attr, leaves = _inputs(case)
+            x = (x_src, x_dst) if case['form'].startswith('bipartite') else x_src
+            attr = _edge_attr(case, pos, table_attr, edges)
+            ref, ref_alpha, ref_grads = _reference(conv, case, x_src, x_dst, edges, attr,
+                                                   leaves)
+            graph = dict(neighbors=case['table'].to(case['index_dtype']), pos=pos,
+                         edge_attr=table_attr, path='compiled')
+            out, (_, alpha) = conv(x, **graph, return_attention_weights=True)
+            _close(out, ref, 'compiled table: values')
+            _close(alpha, ref_alpha, 'compiled table: attention weights')
+            for i, (g, r) in enumerate(zip(_grads(conv, conv(x, **graph), leaves), ref_grads)):
+                _close(g, r, f'compiled table: gradient {i}')
     finally:
-        limit.__exit__(None, None, None)
         cna._COMPILED = saved
 
 
