@@ -22,6 +22,7 @@ import figures
 import segment_collages
 import segment_cortex
 from datasets import MissingDataError, fail_with_hint
+from experiment import Budget
 from models import DISPLAY_NAMES
 from training import markdown_table, run_environment
 
@@ -58,9 +59,11 @@ def main() -> None:
     sections = []
     try:
         if args.only in (None, 'collages'):
-            rows, models, test = segment_collages.run(
-                list(segment_collages.CONTEXTS), cfg['seeds'], cfg['collage_steps'],
-                cfg['batch_size'], cfg['train_size'], cfg['test_size'], args.out, progress)
+            budget = Budget(cfg['collage_steps'], cfg['batch_size'], tuple(cfg['seeds']))
+            results, models, test = segment_collages.run(
+                list(segment_collages.CONTEXTS), budget, cfg['train_size'], cfg['test_size'],
+                args.out, progress)
+            rows = [segment_collages.CollageTask().columns(r) for r in results]
             size = segment_collages.COLLAGE['size']
             sections.append((f'Fashion-MNIST collages ({size}x{size}, 11 classes: background '
                              '+ 10 item classes)', rows))

@@ -26,21 +26,17 @@ and writes the results.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import distributed
+import experiment
 from datasets import FashionCollages, MissingDataError, fail_with_hint, load_fashion_mnist
+from experiment import Budget, Task
 from models import CONTEXTS, DISPLAY_NAMES, SegNet
-from training import (confusion_matrix, count_macs, count_parameters, markdown_table,
-                      run_environment, segmentation_scores, summary)
+from training import confusion_matrix, segmentation_scores
 
 from graphattn import LGALoss
 
@@ -58,51 +54,53 @@ def make_data(train_size: int, test_size: int, size: int = COLLAGE['size']):
     return stack(train), stack(test)
 
 
-LR = 3e-3
+class CollageTask(Task):
+    """The collage comparison: :class:`models.SegNet` with each context block, cross-entropy
+    (+ ``lga_loss_weight`` x :class:`~graphattn.LGALoss` on the LGA block's output for the
+    ``'lga+loss'`` row), random horizontal flips; mIoU and pixel accuracy on the test
+    collages, beside the all-background predictor."""
 
+    name = 'collages'
+    rows = {'majority': 'trivial: all background', **DISPLAY_NAMES}
+    unit = 'image'
 
-def train_model(context: str, train, steps: int, batch_size: int, seed: int,
-                lga_loss_weight: float = 0.1, progress: bool = True,
-                lga_loss_temperature: float = 1.0):
-    """Train one model; returns it and the median CPU seconds (process time) per step.
+    def __init__(self, train_size: int = 2000, test_size: int = 500,
+                 lga_loss_weight: float = 0.1, lga_loss_temperature: float = 1.0):
+        self.train_size, self.test_size = train_size, test_size
+        self.lga_loss_weight = lga_loss_weight
+        self.contrastive = LGALoss(ignore_index=-100, temperature=lga_loss_temperature)
 
-    CPU time, unlike wall time, does not grow when other processes share the cores, so
-    it is the stable measure of a step's cost on a shared machine (it sums over threads).
-    """
-    rank, world_size, device = distributed.setup()
-    torch.manual_seed(seed)
-    model = distributed.wrap(SegNet(context), device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps,
-                                                   pct_start=0.15)
-    contrastive = (LGALoss(ignore_index=-100, temperature=lga_loss_temperature)
-                   if context == 'lga+loss' else None)
-    images, labels = train
-    g = torch.Generator().manual_seed(seed)
-    step_times = []
-    bar = tqdm(range(steps), desc=f'{context:>9} seed {seed}', disable=not progress or rank > 0,
-               leave=False)
-    model.train()
-    for _ in bar:
-        idx = torch.randint(images.size(0), (batch_size,), generator=g)
-        idx = distributed.shard(idx, rank, world_size)  # all of it in one process
-        x, y = images[idx].to(device), labels[idx].to(device)
-        if bool(torch.rand((), generator=g) < 0.5):   # a mirrored item keeps its class
+    def make_data(self):
+        return make_data(self.train_size, self.test_size)
+
+    def build(self, row: str) -> SegNet:
+        return SegNet(row)
+
+    def sample(self, train, batch_size: int, generator: torch.Generator):
+        images, labels = train
+        idx = torch.randint(images.size(0), (batch_size,), generator=generator)
+        x, y = images[idx], labels[idx]
+        if bool(torch.rand((), generator=generator) < 0.5):   # a mirrored item keeps its class
             x, y = x.flip(-1), y.flip(-1)
-        start = time.process_time()
-        if contrastive is not None:
-            logits, latent = model(x, return_latent=True)
-            loss = F.cross_entropy(logits, y) + lga_loss_weight * contrastive(latent, y)
-        else:
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        step_times.append(time.process_time() - start)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    return distributed.unwrap(model), statistics.median(step_times)
+        return x, y
+
+    def loss(self, model, row: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if row != 'lga+loss':
+            return F.cross_entropy(model(x), y)
+        logits, latent = model(x, return_latent=True)
+        return F.cross_entropy(logits, y) + self.lga_loss_weight * self.contrastive(latent, y)
+
+    def evaluate(self, model, test) -> Dict[str, float]:
+        return evaluate(model, test)
+
+    def trivial(self, train, test) -> Dict[str, Dict[str, float]]:
+        return {'majority': majority_scores(test)}
+
+    def config(self) -> Dict[str, object]:
+        return {'train_size': self.train_size, 'test_size': self.test_size,
+                'collage': COLLAGE, 'lga_loss_weight': self.lga_loss_weight,
+                'lga_loss_temperature': self.contrastive.temperature,
+                'augmentation': 'random horizontal flip'}
 
 
 @torch.no_grad()
@@ -126,48 +124,18 @@ def majority_scores(test) -> Dict[str, float]:
     return segmentation_scores(confusion)
 
 
-def run(models: List[str], seeds: List[int], steps: int, batch_size: int, train_size: int,
-        test_size: int, out: str, progress: bool = True):
-    rank = distributed.setup()[0]
-    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice under torchrun
-    train, test = make_data(train_size, test_size)
+def run(models: List[str], budget: Budget, train_size: int = 2000, test_size: int = 500,
+        out: Optional[str] = None, progress: bool = True):
+    """The collage comparison of ``models`` (rows of :data:`models.CONTEXTS`); returns
+    :func:`experiment.run`'s ``(results, models, test)``."""
+    task = CollageTask(train_size, test_size)
     size = COLLAGE['size']
-    say(f"collages: {train_size} train / {test_size} test, {size}x{size}, 11 classes; "
-        f"{steps} steps of batch {batch_size} per model and seed; seeds {seeds}"
-        + (" (ONE seed: no spread is measured)" if len(seeds) == 1 else ""))
-    results, trained = [], {}
-    majority = majority_scores(test)
-    results.append({'model': 'trivial: all background', 'key': 'majority',
-                    'miou': [majority['miou']], 'pixel_acc': [majority['pixel_acc']],
-                    'params': 0, 'macs': 0, 'cpu_s_per_step': None})
-    for context in models:
-        scores, step_times = [], []
-        for seed in seeds:
-            model, step_time = train_model(context, train, steps, batch_size, seed,
-                                           progress=progress)
-            scores.append(evaluate(model, test))
-            step_times.append(step_time)
-            trained.setdefault(context, model)
-        model = trained[context]
-        macs = count_macs(model, test[0][:1].to(next(model.parameters()).device))
-        results.append({'model': DISPLAY_NAMES[context], 'key': context,
-                        'miou': [s['miou'] for s in scores],
-                        'pixel_acc': [s['pixel_acc'] for s in scores],
-                        'params': count_parameters(model), 'macs': macs,
-                        'cpu_s_per_step': statistics.median(step_times)})
-        row = summary(results[-1], 'pixel acc (%)', 'image')
-        say(f"  {row['model']:<24} mIoU {row['mIoU (%)']:>12}  pixel acc "
-            f"{row['pixel acc (%)']:>12}  ({row['CPU ms / train step']} CPU ms/step)")
-    if rank == 0:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, 'collages.json'), 'w') as f:
-            json.dump({'config': {'seeds': seeds, 'steps': steps, 'batch_size': batch_size,
-                                  'train_size': train_size, 'test_size': test_size,
-                                  'collage': COLLAGE, 'optimizer': 'AdamW', 'max_lr': LR,
-                                  'weight_decay': 1e-4, 'schedule': 'OneCycle, 15% warm-up',
-                                  'augmentation': 'random horizontal flip'},
-                       'environment': run_environment(), 'rows': results}, f, indent=2)
-    return [summary(r, 'pixel acc (%)', 'image') for r in results], trained, test
+    if distributed.setup()[0] == 0:
+        print(f"collages: {train_size} train / {test_size} test, {size}x{size}, 11 classes; "
+              f"{budget.steps} steps of batch {budget.batch_size} per model and seed; seeds "
+              f"{list(budget.seeds)}"
+              + (" (ONE seed: no spread is measured)" if len(budget.seeds) == 1 else ""))
+    return experiment.run(task, models, budget, out, progress)
 
 
 def main() -> None:
@@ -180,13 +148,13 @@ def main() -> None:
     parser.add_argument('--test-size', type=int, default=500)
     parser.add_argument('--out', default='outputs/collages')
     args = parser.parse_args()
+    budget = Budget(args.steps, args.batch_size, tuple(args.seeds))
     try:
-        results, _, _ = run(args.models, args.seeds, args.steps, args.batch_size,
-                            args.train_size, args.test_size, args.out)
+        results, _, _ = run(args.models, budget, args.train_size, args.test_size, args.out)
     except MissingDataError as error:
         fail_with_hint(error)
     if distributed.setup()[0] == 0:
-        print(markdown_table(results))
+        print(experiment.table(CollageTask(), results))
     distributed.cleanup()
 
 
