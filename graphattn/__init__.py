@@ -12,7 +12,7 @@ from .lga_conv import LGAConv
 from .lga_loss import LGALoss
 from .node_labels import patch_labels
 
-__version__ = '0.2.0'
+__version__ = '0.3.0'
 
 __all__ = ['LatentGNN', 'LatentGNN2d', 'LatentAssignment', 'latentgnn_num_parameters',
            'LGAConv', 'LGA', 'LGA2d', 'LGALoss', 'patch_labels']
