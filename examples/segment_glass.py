@@ -13,31 +13,35 @@ The steps, each in its own function below:
    base; the base made deeper to the parameter count of base + LGA-4; + LGA at depth 1 to 16;
    + LatentGNN; + non-local; and two trivial rows: every pixel background, and a per-pixel
    colour classifier (1x1 convolutions).
-3. Training (:func:`train_model`): the same scenes, batches, steps and optimiser (AdamW,
-   one-cycle) for every row, one torch thread; the context block is the only difference.
+3. Training (:class:`GlassTask`, run by :func:`experiment.fit`): the same scenes, batches,
+   steps and optimiser (AdamW, one-cycle) for every row, random horizontal flips
+   (:meth:`GlassTask.sample`), one torch thread; the context block is the only difference.
 4. Evaluation (:func:`evaluate`): mIoU over all test pixels and over the interior pixels (whose
    whole base receptive field sees one label: :func:`glass.interior_mask`), and the fraction of
    each test object's pixels labelled right, by object size.
-5. Report (:func:`run`): JSON with every seed's numbers and a Markdown table (mean ± std).
+5. Report (:func:`run`, through :func:`experiment.run`): JSON with every seed's numbers and a
+   Markdown table of mean ± std (:meth:`GlassTask.columns`); with ``--figures``, the figures
+   and the merged tables of several result files (:func:`merged_tables`).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+import experiment
 from datasets import MissingDataError, fail_with_hint, load_fashion_mnist
+from experiment import Budget, Task
 from glass import GlassScenes, interior_mask, receptive_field, stack_scenes
 from models import NonLocal2d, conv_block
-from training import (confusion_matrix, count_macs, count_parameters, markdown_table, mean_std,
-                      run_environment, segmentation_scores)
+from training import confusion_matrix, markdown_table, mean_std, segmentation_scores
 
 from graphattn import LatentGNN2d, LGA2d
 
@@ -45,7 +49,6 @@ from graphattn import LatentGNN2d, LGA2d
 TASK = dict(size=64, objects=(1, 2), sides=(36, 64), zoom=(1.0, 2.0))
 #: Object-size bins (box side in pixels, lower bounds) for the by-size scores.
 SIZE_BINS = (36, 46, 56)
-LR = 3e-3
 #: Extra 3x3 conv blocks at 1/4 of the 'deeper' row: chosen so that its parameter count
 #: is the nearest to base + LGA at depth 4 (see the table's params column).
 DEEPER_BLOCKS = 1
@@ -138,6 +141,9 @@ class ColourNet(nn.Module):
 
 
 def build(row: str) -> nn.Module:
+    """A fresh model for a trained row: the colour classifier, or GlassNet with its block."""
+    if row == 'background':
+        raise ValueError("'background' is a trivial row: it is scored, never trained")
     if row == 'colour':
         return ColourNet()
     return GlassNet(row, extra_blocks=DEEPER_BLOCKS if row == 'deeper' else 0)
@@ -150,32 +156,6 @@ def make_data(train_size: int, test_size: int) -> tuple:
     test = stack_scenes(GlassScenes('test', test_size, source=load_fashion_mnist('test'),
                                     **TASK))
     return train, test
-
-
-def train_model(row: str, train: dict, steps: int, batch_size: int, seed: int):
-    """Train one row's model; returns it, the wall seconds of the run and the loss curve."""
-    torch.manual_seed(seed)
-    model = build(row)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps,
-                                                   pct_start=0.15)
-    images, labels = train['images'], train['labels']
-    g = torch.Generator().manual_seed(seed)
-    losses: List[float] = []
-    start = time.time()
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(images.size(0), (batch_size,), generator=g)
-        x, y = images[idx], labels[idx]
-        if bool(torch.rand((), generator=g) < 0.5):   # a mirrored item keeps its class
-            x, y = x.flip(-1), y.flip(-1)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return model, time.time() - start, losses
 
 
 def _scores(pred: torch.Tensor, test: dict, field: int) -> Dict[str, object]:
@@ -216,98 +196,107 @@ def evaluate(model: Optional[nn.Module], test: dict, field: int,
     if model is None:
         return _scores(torch.zeros_like(labels), test, field)
     model.eval()
-    pred = torch.cat([model(test['images'][s:s + batch_size]).argmax(1)
+    device = next(model.parameters()).device
+    pred = torch.cat([model(test['images'][s:s + batch_size].to(device)).argmax(1).cpu()
                       for s in range(0, labels.size(0), batch_size)])
     return _scores(pred, test, field)
 
 
-def table_row(result: dict) -> Dict[str, str]:
-    """A result (numbers, one entry per seed) as a table row (mean ± std strings)."""
-    bins = [str(b) for b in SIZE_BINS]
-    return {'model': result['model'], 'mIoU (%)': mean_std(result['miou']),
-            'interior mIoU (%)': mean_std(result['interior_miou']),
-            **{f'obj. acc {b}+ px': mean_std([s[b] for s in result['object_acc_by_size']])
-               for b in bins},
-            'params': f"{result['params']:,}", 'MMACs / image': f"{result['macs'] / 1e6:.1f}",
-            's / run': ('-' if not result['wall_s'] else
-                        f"{statistics.mean(result['wall_s']):.0f}")}
-
-
-def run(rows: List[str], seeds: List[int], steps: int, batch_size: int, train_size: int,
-        test_size: int, out: str, tag: str = 'glass') -> List[dict]:
-    torch.set_num_threads(1)   # one thread: the timings are per core, and cores are shared
-    start = time.time()
-    train, test = make_data(train_size, test_size)
-    field = GlassNet('base').receptive_field()
+def interior_share(test: dict, field: int) -> Dict[str, float]:
+    """How much of the test set is interior: of all pixels, and of the object pixels."""
     inner = interior_mask(test['labels'], field)
     objects = test['labels'] > 0
+    return {'interior_fraction': float(inner.float().mean()),
+            'interior_fraction_of_objects': float((inner & objects).sum() / objects.sum())}
+
+
+class GlassTask(Task):
+    """The glass comparison: :class:`GlassNet` with each context block (and the per-pixel
+    :class:`ColourNet`), cross-entropy, random horizontal flips; mIoU over all and over the
+    interior test pixels and object accuracy by size, beside the all-background predictor.
+
+    ``name`` is the result files' name (the command line's ``--tag``); ``background=False``
+    leaves the all-background row out (a run of other rows only, merged later).
+    """
+
+    rows = {key: DISPLAY[key] for key in ROWS}
+    metrics = {'miou': 'mIoU (%)', 'interior_miou': 'interior mIoU (%)',
+               'pixel_acc': 'pixel acc (%)', 'interior_pixel_acc': 'interior pixel acc (%)'}
+    unit = 'image'
+
+    def __init__(self, train_size: int = 2000, test_size: int = 300, name: str = 'glass',
+                 background: bool = True):
+        self.train_size, self.test_size = train_size, test_size
+        self.name, self.background = name, background
+        self.share: Dict[str, float] = {}
+
+    @functools.cached_property
+    def field(self) -> int:
+        """The base's receptive field (px): what 'interior' is measured against."""
+        return GlassNet('base').receptive_field()
+
+    def make_data(self) -> tuple:
+        train, test = make_data(self.train_size, self.test_size)
+        self.share = interior_share(test, self.field)
+        return train, test
+
+    def build(self, row: str) -> nn.Module:
+        return build(row)
+
+    def sample(self, train: dict, batch_size: int, generator: torch.Generator) -> tuple:
+        images, labels = train['images'], train['labels']
+        idx = torch.randint(images.size(0), (batch_size,), generator=generator)
+        x, y = images[idx], labels[idx]
+        if bool(torch.rand((), generator=generator) < 0.5):   # a mirrored item keeps its class
+            x, y = x.flip(-1), y.flip(-1)
+        return x, y
+
+    def evaluate(self, model: nn.Module, test: dict) -> Dict[str, object]:
+        return evaluate(model, test, self.field)
+
+    def trivial(self, train: dict, test: dict) -> Dict[str, Dict[str, object]]:
+        return {'background': evaluate(None, test, self.field)} if self.background else {}
+
+    def macs_input(self, test: dict) -> tuple:
+        return (test['images'][:1],)
+
+    def config(self) -> Dict[str, object]:
+        # 'lga_rows' also tells load_rows that 'lga<d>' is the default stack in this file.
+        return {'train_size': self.train_size, 'test_size': self.test_size, 'task': TASK,
+                'receptive_field': self.field, **self.share,
+                'augmentation': 'random horizontal flip', 'threads': torch.get_num_threads(),
+                'lga_rows': "'lga<d>': LGA2d's default stack; 'lga<d>-0.2': " + repr(LGA_0_2)}
+
+    def columns(self, result: Dict[str, object]) -> Dict[str, str]:
+        """mIoU, interior mIoU, object accuracy by size (mean ± std over seeds), parameters,
+        MACs and the mean wall time of a run (old result files have no CPU step times)."""
+        bins = [str(b) for b in SIZE_BINS]
+        return {'model': result['model'],
+                **{self.metrics[k]: mean_std(result[k]) for k in ('miou', 'interior_miou')},
+                **{f'obj. acc {b}+ px': mean_std([s[b] for s in result['object_acc_by_size']])
+                   for b in bins},
+                'params': f"{result['params']:,}",
+                'MMACs / image': f"{result['macs'] / 1e6:.1f}",
+                's / run': ('-' if not result['wall_s'] else
+                            f"{statistics.mean(result['wall_s']):.0f}")}
+
+
+def run(rows: Sequence[str], budget: Budget, train_size: int = 2000, test_size: int = 300,
+        out: Optional[str] = None, tag: str = 'glass', progress: bool = False) -> tuple:
+    """The glass comparison of ``rows`` (keys of :data:`ROWS`, 'background' included or not);
+    returns :func:`experiment.run`'s ``(results, models, test)``, the JSON and Markdown going
+    to ``<out>/<tag>.json`` and ``.md``."""
+    task = GlassTask(train_size, test_size, tag, background='background' in rows)
+    start = time.time()
+    data = task.make_data()
     print(f"glass: {train_size} train / {test_size} test scenes ({time.time() - start:.0f} s "
-          f"to build), base receptive field {field} px; interior = "
-          f"{100 * float(inner.float().mean()):.1f}% of test pixels, "
-          f"{100 * float((inner & objects).sum() / objects.sum()):.1f}% of object pixels; "
-          f"{steps} steps of batch {batch_size}; seeds {seeds}", flush=True)
-    os.makedirs(out, exist_ok=True)
-    config = dict(rows=rows, seeds=seeds, steps=steps, batch_size=batch_size,
-                  train_size=train_size, test_size=test_size, task=TASK, receptive_field=field,
-                  interior_fraction=float(inner.float().mean()),
-                  interior_fraction_of_objects=float((inner & objects).sum() / objects.sum()),
-                  optimizer='AdamW', max_lr=LR, weight_decay=1e-4,
-                  schedule='OneCycle, 15% warm-up', augmentation='random horizontal flip',
-                  threads=1, lga_rows="'lga<d>': LGA2d's default stack; 'lga<d>-0.2': "
-                  + repr(LGA_0_2), commit=_git_commit())
-    results: Dict[str, dict] = {}
-    sample = test['images'][:1]
-    # Seeds outside, rows inside, the JSON rewritten after every run: a run that is stopped
-    # early keeps every row for the seeds it finished.
-    for n, seed in enumerate(seeds):
-        for row in rows:
-            if row == 'background':
-                if n == 0:
-                    scores = evaluate(None, test, field)
-                    results[row] = {'key': row, 'model': DISPLAY[row], 'seeds': [seed],
-                                    'params': 0, 'macs': 0, 'wall_s': [],
-                                    'loss_every_10_steps': [],
-                                    **{k: [v] for k, v in scores.items()}}
-                continue
-            model, wall, losses = train_model(row, train, steps, batch_size, seed)
-            scores = evaluate(model, test, field)
-            print(f"  {row:<10} seed {seed}: mIoU {scores['miou']:.1f}, interior "
-                  f"{scores['interior_miou']:.1f} ({wall:.0f} s)", flush=True)
-            if row not in results:
-                results[row] = {'key': row, 'model': DISPLAY[row], 'seeds': [],
-                                'params': count_parameters(model),
-                                'macs': count_macs(model, sample), 'wall_s': [],
-                                'loss_every_10_steps': [], **{k: [] for k in scores}}
-            r = results[row]
-            r['seeds'].append(seed)
-            r['wall_s'].append(wall)
-            r['loss_every_10_steps'].append(losses[::10])
-            for k, v in scores.items():
-                r[k].append(v)
-            _write(list(results.values()), out, tag, config)
-    results_list = [results[r] for r in rows if r in results]
-    _write(results_list, out, tag, config)
-    print(markdown_table([table_row(r) for r in results_list]))
-    print(f"total wall time {time.time() - start:.0f} s")
-    return results_list
-
-
-def _git_commit() -> Optional[str]:
-    import subprocess
-    try:
-        return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        return None
-
-
-def _write(results: List[dict], out: str, tag: str, config: dict) -> None:
-    with open(os.path.join(out, f'{tag}.json'), 'w') as f:
-        json.dump({'config': config, 'environment': run_environment(), 'rows': results}, f,
-                  indent=1)
-    with open(os.path.join(out, f'{tag}.md'), 'w') as f:
-        f.write(markdown_table([table_row(r) for r in results]) + '\n')
-
+          f"to build), base receptive field {task.field} px; interior = "
+          f"{100 * task.share['interior_fraction']:.1f}% of test pixels, "
+          f"{100 * task.share['interior_fraction_of_objects']:.1f}% of object pixels; "
+          f"{budget.steps} steps of batch {budget.batch_size}; seeds {list(budget.seeds)}",
+          flush=True)
+    trained = [r for r in rows if r != 'background']
+    return experiment.run(task, trained, budget, out, progress, data=data)
 
 
 # --- Figures ---------------------------------------------------------------------------------
@@ -456,7 +445,7 @@ def merged_tables(result_files: List[str]) -> str:
                   [s[b] for s in r['interior_object_acc_by_size']]) for b in names},
               **{f'obj. acc, {names[b]}': mean_std([s[b] for s in r['object_acc_by_size']])
                  for b in names}} for r in ordered]
-    text = (markdown_table([table_row(r) for r in ordered]) + '\n\n'
+    text = (experiment.table(GlassTask(), ordered) + '\n\n'
             + markdown_table(inner) + '\n')
     path = os.path.join(os.path.dirname(os.path.abspath(result_files[0])), 'glass_tables.md')
     with open(path, 'w') as f:
@@ -485,12 +474,16 @@ def main() -> None:
             print('figure:', depth_and_size_figure(args.figures, args.out))
             print('tables:', merged_tables(args.figures))
         return
+    torch.set_num_threads(1)   # one thread: the timings are per core, and cores are shared
+    start = time.time()
+    budget = Budget(args.steps, args.batch_size, tuple(args.seeds))
     try:
-        run(args.rows, args.seeds, args.steps, args.batch_size, args.train_size,
-            args.test_size, args.out, args.tag)
+        results, _, _ = run(args.rows, budget, args.train_size, args.test_size, args.out,
+                            args.tag)
     except MissingDataError as error:
         fail_with_hint(error)
-
+    print(experiment.table(GlassTask(), results))
+    print(f"total wall time {time.time() - start:.0f} s")
 
 if __name__ == '__main__':
     main()

@@ -1,12 +1,18 @@
-"""The glass task (examples/glass.py): deterministic scenes, labels, interior, errors."""
+"""The glass task (examples/glass.py, examples/segment_glass.py): deterministic scenes,
+labels, interior, errors; its scores, its runs through experiment.py and its result files."""
+import json
+
 import pytest
 import torch
 from conftest import require_data
 from torch import nn
 
 import datasets
-from glass import GlassScenes, interior_mask, receptive_field
-from segment_glass import TASK, GlassNet
+import experiment
+import segment_glass
+from experiment import Budget
+from glass import GlassScenes, interior_mask, receptive_field, stack_scenes
+from segment_glass import TASK, GlassNet, GlassTask
 
 from graphattn import LGA2d
 
@@ -130,3 +136,102 @@ def test_impossible_sizes_are_refused(items):
         GlassScenes('val', 2, source=items)
     with pytest.raises(IndexError):
         scenes(items).scene(6)
+
+
+@pytest.fixture(scope='module')
+def data(items):
+    """A few train and test scenes (the same items on the train and the test photos)."""
+    make = lambda split, n: stack_scenes(require_data(   # noqa: E731
+        lambda: GlassScenes(split, n, source=items, **TASK)))
+    return make('train', 6), make('test', 4)
+
+
+def test_scores_of_perfect_and_background_predictions(data):
+    _, test = data
+    field = GlassTask().field
+    perfect = segment_glass._scores(test['labels'].clone(), test, field)
+    assert perfect['miou'] == pytest.approx(100) and perfect['interior_miou'] == pytest.approx(100)
+    objects = sum(perfect['objects_by_size'].values())
+    assert objects == int((test['sides'] > 0).sum()) > 0
+    for b, n in perfect['objects_by_size'].items():
+        assert perfect['object_acc_by_size'][b] == (pytest.approx(100) if n else pytest.approx(
+            float('nan'), nan_ok=True))
+    # Background everywhere: every object's pixels are all wrong, and the background class is
+    # the only one with an IoU (the mIoU averages the classes present).
+    none = segment_glass.evaluate(None, test, field)
+    assert all(v == 0 for b, v in none['object_acc_by_size'].items()
+               if none['objects_by_size'][b])
+    background = float((test['labels'] == 0).float().mean()) * 100
+    assert none['pixel_acc'] == pytest.approx(background)
+
+
+def test_objects_fall_in_the_bin_of_their_side(data):
+    _, test = data
+    scores = segment_glass._scores(test['labels'], test, GlassTask().field)
+    sides = test['sides'][test['sides'] > 0].tolist()
+    expected = {str(b): 0 for b in segment_glass.SIZE_BINS}
+    for side in sides:
+        expected[str(max(b for b in segment_glass.SIZE_BINS if b <= side))] += 1
+    assert scores['objects_by_size'] == expected
+
+
+def _run(task, data, rows, seeds=(0, 1), out=None):
+    return experiment.run(task, rows, Budget(3, 2, seeds), out=out, data=data,
+                          say=lambda *a, **k: None)[0]
+
+
+SCORES = ('miou', 'pixel_acc', 'interior_miou', 'interior_pixel_acc', 'object_acc_by_size',
+          'interior_object_acc_by_size', 'objects_by_size')
+
+
+def test_a_run_gives_every_row_the_same_scores_twice(data, one_thread):
+    rows = ['colour', 'base', 'lga1', 'lga1-0.2']
+    first, second = (_run(GlassTask(), data, rows) for _ in range(2))
+    assert [r['key'] for r in first] == ['background', *rows]
+    for a, b in zip(first, second):
+        for key in SCORES:
+            assert json.dumps(a[key]) == json.dumps(b[key]), (a['key'], key)
+    trained = {r['key']: r for r in first[1:]}
+    assert all(r['seeds'] == [0, 1] and len(r['miou']) == 2 for r in trained.values())
+    # The rows are different models: the block (and the colour net) change the scores.
+    assert len({json.dumps(r['object_acc_by_size']) for r in trained.values()}) > 1
+    # The trivial row is the all-background predictor's scores, untrained.
+    assert first[0]['miou'] == [segment_glass.evaluate(None, data[1], GlassTask().field)['miou']]
+    assert first[0]['params'] == 0 and first[0]['wall_s'] == []
+
+
+def test_background_is_scored_never_trained(data):
+    assert [r['key'] for r in _run(GlassTask(background=False), data, ['base'], (0,))] == \
+        ['base']
+    with pytest.raises(ValueError, match='trivial'):
+        segment_glass.build('background')
+
+
+def test_result_files_old_and_new_load_and_tabulate(data, tmp_path, one_thread):
+    """A new result file keeps its 'lga<d>' rows (the default stack); a file without
+    'lga_rows' in its config ran the 0.2 stack under that name, and is renamed."""
+    results = _run(GlassTask(name='small'), data, ['base', 'lga1'], (0,), str(tmp_path))
+    new = tmp_path / 'small.json'
+    saved = json.loads(new.read_text())
+    assert saved['task'] == 'small' and saved['config']['receptive_field'] == 19
+    assert saved['config']['steps'] == 3 and saved['rows'][2]['cpu_s_per_step'] > 0
+    old = tmp_path / 'old.json'
+    legacy = dict(saved, config={k: v for k, v in saved['config'].items() if k != 'lga_rows'})
+    old.write_text(json.dumps(legacy))
+    assert list(segment_glass.load_rows([str(new)])) == ['background', 'base', 'lga1']
+    renamed = segment_glass.load_rows([str(old)])
+    assert list(renamed) == ['background', 'base', 'lga1-0.2']
+    assert renamed['lga1-0.2']['model'] == 'base + LGA 0.2 stack, depth 1'
+    # A later file's row replaces an earlier one with the same key.
+    both = segment_glass.load_rows([str(old), str(new)])
+    assert set(both) == {'background', 'base', 'lga1', 'lga1-0.2'}
+    # The table: the glass columns, 's / run' the mean wall time of the runs.
+    header = (tmp_path / 'small.md').read_text().splitlines()[0]
+    assert header == ('| model | mIoU (%) | interior mIoU (%) | obj. acc 36+ px | obj. acc 46+ px '
+                      '| obj. acc 56+ px | params | MMACs / image | s / run |')
+    row = GlassTask().columns(results[1])
+    assert row['s / run'] == f"{results[1]['wall_s'][0]:.0f}"
+    assert row['mIoU (%)'] == f"{results[1]['miou'][0]:.1f}"
+    merged = segment_glass.merged_tables([str(new), str(old)])
+    text = open(merged).read()
+    assert '| base + LGA, depth 1 |' in text and '| base + LGA 0.2 stack, depth 1 |' in text
