@@ -1,7 +1,8 @@
 """Tutorial: removing synthetic haze from real photos, with and without LGA.
 
 The LGA paper evaluates on dehazing; we reproduce the *kind* of experiment at a small scale,
-and say plainly what is synthetic. Run it with ``python examples/dehaze.py --help``.
+and say plainly what is synthetic. Run it with ``python examples/dehaze.py --help``; the
+task is :class:`DehazeTask`, run by :mod:`experiment` like every comparison in the examples.
 The steps, each in its own function below:
 
 1. Data (:func:`make_data`): 64x64 crops of real photos that ship with scikit-image, hazed
@@ -12,36 +13,41 @@ The steps, each in its own function below:
    clock; test crops from rocket, chelsea, coins and gravel: no photo is in both.
 2. Model (:class:`models.DehazeNet`): a small U-Net-like CNN predicting a residual
    (clean = hazy + residual), with no context block, with LGA (4 layers) or with LatentGNN
-   on its 1/4-resolution map. Every model gets the same data, steps, batch and optimiser.
-3. Training loop (:func:`train_model`): L1 loss between prediction and clean crop.
+   on its 1/4-resolution map. Every model gets the same data, steps, batches and optimiser
+   (AdamW, one-cycle schedule with 30% warm-up: :func:`experiment.fit`).
+3. Loss (:meth:`DehazeTask.loss`): L1 between prediction and clean crop.
 4. Evaluation (:func:`evaluate`): PSNR and SSIM (``skimage.metrics``) on the test crops,
-   mean +- std over seeds; the hazy input's own PSNR/SSIM is the trivial baseline;
-   parameters, MACs (torch's flop counter) and the median time per training step.
+   mean +- std over seeds; the hazy input's own PSNR/SSIM is the trivial row; parameters,
+   MACs (torch's flop counter) and the median CPU time (process time, summed over threads)
+   per training step. Tables made before the move to :mod:`experiment` report wall time
+   per step instead (``ms / train step``).
 
-Outputs (``--out``): ``dehaze.json``, ``dehaze.md`` and the figure ``dehaze_examples.png``
-(hazy | prediction without LGA | with LGA | (with LatentGNN) | clean).
+Outputs (``--out``): ``dehaze.json`` (:func:`experiment.write`'s layout), ``dehaze.md`` and
+the figure ``dehaze_examples.png`` (hazy | prediction without LGA | with LGA | (with
+LatentGNN) | clean).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+import experiment
 from datasets import (DEHAZE_TEST_PHOTOS, DEHAZE_TRAIN_PHOTOS, HazyCrops, MissingDataError,
                       fail_with_hint)
+from experiment import Budget, Task
 from models import DehazeNet
-from training import count_macs, count_parameters, markdown_table
 
 MODELS = ('none', 'lga', 'latentgnn')
-LABELS = {'none': 'base (U-Net-like CNN)', 'lga': 'base + LGA (4 layers)',
-          'latentgnn': 'base + LatentGNN (d = 32)', 'hazy': 'hazy input (no model)'}
+LABELS = {'hazy': 'hazy input (no model)', 'none': 'base (U-Net-like CNN)',
+          'lga': 'base + LGA (4 layers)', 'latentgnn': 'base + LatentGNN (d = 32)'}
 SETTINGS = {
     # the run behind docs/dehaze_examples.png and the README table: 732 s with --threads 1 on 2
     # cores that other jobs were using at the same time (load average about 4)
@@ -49,12 +55,16 @@ SETTINGS = {
     'short': dict(steps=150, batch_size=16, train_size=1000, test_size=100, seeds=[0]),
     'tiny': dict(steps=3, batch_size=2, train_size=8, test_size=4, seeds=[0]),  # smoke tests
 }
+#: The optimiser's one-cycle warm-up: torch's default (30%), which the dehazing runs have
+#: always used (the collages use 15%).
+WARMUP = 0.3
 
 
 # 1. Data ---------------------------------------------------------------------------------
 
 def make_data(train_size: int, test_size: int, size: int = 64, progress: bool = True):
-    """Hazy/clean tensors (N, 3, S, S) for both splits, built once and kept in memory."""
+    """Hazy/clean tensors (N, 3, S, S) and photo names for both splits, built once and kept
+    in memory."""
     def build(split, length):
         ds = HazyCrops(split, length, size=size)
         samples = [ds.sample(i) for i in tqdm(range(length), desc=f'hazing {split} crops',
@@ -65,30 +75,54 @@ def make_data(train_size: int, test_size: int, size: int = 64, progress: bool = 
     return build('train', train_size), build('test', test_size)
 
 
-# 2.-3. Model and training loop -------------------------------------------------------------
+# 2.-3. The task: models, batches, loss --------------------------------------------------
 
-def train_model(context: str, train, steps: int, batch_size: int, seed: int,
-                progress: bool = True):
-    torch.manual_seed(seed)
-    model = DehazeNet(context)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
-    hazy, clean = train[0], train[1]
-    g = torch.Generator().manual_seed(seed)
-    step_times = []
-    bar = tqdm(range(steps), desc=f'{context:>9} seed {seed}', disable=not progress, leave=False)
-    model.train()
-    for _ in bar:
-        idx = torch.randint(hazy.size(0), (batch_size,), generator=g)
-        start = time.perf_counter()
-        loss = F.l1_loss(model(hazy[idx]), clean[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        step_times.append(time.perf_counter() - start)
-        bar.set_postfix(l1=f'{loss.item():.4f}')
-    return model, statistics.median(step_times)
+class DehazeTask(Task):
+    """Dehazing: :class:`models.DehazeNet` with each context block, L1 loss, batches of random
+    train crops; PSNR and SSIM on the test crops, beside the hazy input itself."""
+
+    name = 'dehaze'
+    rows = LABELS
+    metrics = {'psnr': 'PSNR (dB)', 'ssim': 'SSIM'}
+    unit = 'crop'
+    #: digits shown per metric: PSNR differences of 0.01 dB and SSIM of 0.001 matter here
+    digits = {'psnr': 2, 'ssim': 3}
+
+    def __init__(self, train_size: int = SETTINGS['short']['train_size'],
+                 test_size: int = SETTINGS['short']['test_size'], progress: bool = True):
+        self.train_size, self.test_size, self.progress = train_size, test_size, progress
+
+    def make_data(self):
+        return make_data(self.train_size, self.test_size, progress=self.progress)
+
+    def build(self, row: str) -> nn.Module:
+        return DehazeNet(row)
+
+    def sample(self, train, batch_size: int, generator: torch.Generator):
+        hazy, clean = train[0], train[1]
+        idx = torch.randint(hazy.size(0), (batch_size,), generator=generator)
+        return hazy[idx], clean[idx]
+
+    def loss(self, model, row: str, hazy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(model(hazy), clean)
+
+    def evaluate(self, model, test) -> Dict[str, float]:
+        return evaluate(model, test)
+
+    def trivial(self, train, test) -> Dict[str, Dict[str, float]]:
+        return {'hazy': evaluate(nn.Identity(), test)}   # the input itself, unchanged
+
+    def config(self) -> Dict[str, Any]:
+        return {'train_size': self.train_size, 'test_size': self.test_size, 'crop': 64,
+                'train_photos': DEHAZE_TRAIN_PHOTOS, 'test_photos': DEHAZE_TEST_PHOTOS,
+                'haze': {'airlight': [0.7, 1.0], 'beta': [0.8, 2.0], 'depth': [0.1, 1.0]},
+                'threads': torch.get_num_threads()}
+
+    def columns(self, result: Dict[str, Any]) -> Dict[str, str]:
+        row = super().columns(result)
+        for key, header in self.metrics.items():
+            row[header] = fmt(result[key], self.digits[key])
+        return row
 
 
 # 4. Evaluation ---------------------------------------------------------------------------
@@ -120,51 +154,17 @@ def fmt(values: List[float], digits: int) -> str:
     return f'{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
-def run(models: List[str], seeds: List[int], steps: int, batch_size: int, train_size: int,
-        test_size: int, out: str, progress: bool = True):
-    start = time.time()
-    train, test = make_data(train_size, test_size, progress=progress)
+def run(models: List[str], budget: Budget, train_size: int, test_size: int,
+        out: Optional[str], progress: bool = True):
+    """The dehazing comparison of ``models`` (keys of :data:`MODELS`); returns
+    :func:`experiment.run`'s ``(results, models, test)``."""
+    task = DehazeTask(train_size, test_size, progress)
+    data = task.make_data()
     print(f"dehazing: {train_size} train crops ({', '.join(DEHAZE_TRAIN_PHOTOS)}) / {test_size} "
           f"test crops ({', '.join(DEHAZE_TEST_PHOTOS)}), 64x64, synthetic haze; "
-          f"{steps} steps of batch {batch_size} per model and seed")
-    hazy_scores = evaluate(torch.nn.Identity(), test)  # the input itself: the trivial baseline
-    rows = [{'model': LABELS['hazy'], 'PSNR (dB)': f"{hazy_scores['psnr']:.2f}",
-             'SSIM': f"{hazy_scores['ssim']:.3f}", 'params': '0', 'GMACs / crop': '0',
-             'ms / train step': '-'}]
-    raw = {'hazy': {'psnr': [hazy_scores['psnr']], 'ssim': [hazy_scores['ssim']]}}
-    trained = {}
-    for context in models:
-        scores, step_times = [], []
-        for seed in seeds:
-            model, step_time = train_model(context, train, steps, batch_size, seed, progress)
-            scores.append(evaluate(model, test))
-            step_times.append(step_time)
-            trained.setdefault(context, model)
-        macs = count_macs(trained[context], test[0][:1])
-        raw[context] = {'psnr': [s['psnr'] for s in scores], 'ssim': [s['ssim'] for s in scores],
-                        'ms_per_step': [1000 * t for t in step_times],
-                        'params': count_parameters(trained[context]), 'macs': macs}
-        row = {'model': LABELS[context],
-               'PSNR (dB)': fmt(raw[context]['psnr'], 2),
-               'SSIM': fmt(raw[context]['ssim'], 3),
-               'params': f'{count_parameters(trained[context]):,}',
-               'GMACs / crop': f'{macs / 1e9:.3f}',
-               'ms / train step': f'{1000 * statistics.median(step_times):.0f}'}
-        rows.append(row)
-        print(f"  {row['model']:<26} PSNR {row['PSNR (dB)']:>14}  SSIM {row['SSIM']:>14}  "
-              f"({row['ms / train step']} ms/step)")
-    os.makedirs(out, exist_ok=True)
-    wall = time.time() - start
-    with open(os.path.join(out, 'dehaze.json'), 'w') as f:
-        json.dump({'seeds': seeds, 'steps': steps, 'batch_size': batch_size,
-                   'train_size': train_size, 'test_size': test_size, 'crop': 64,
-                   'train_photos': DEHAZE_TRAIN_PHOTOS, 'test_photos': DEHAZE_TEST_PHOTOS,
-                   'haze': {'airlight': [0.7, 1.0], 'beta': [0.8, 2.0], 'depth': [0.1, 1.0]},
-                   'threads': torch.get_num_threads(), 'wall_s': round(wall, 1),
-                   'rows': rows, 'raw': raw}, f, indent=2)
-    with open(os.path.join(out, 'dehaze.md'), 'w') as f:
-        f.write(markdown_table(rows) + '\n')
-    return rows, trained, test
+          f"{budget.steps} steps of batch {budget.batch_size} per model and seed; seeds "
+          f"{list(budget.seeds)}")
+    return experiment.run(task, models, budget, out, progress, data=data)
 
 
 def figure(models: Dict[str, torch.nn.Module], test, out: str, count: int = 4) -> str:
@@ -216,20 +216,19 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
     args = parser.parse_args(argv)
     cfg = dict(SETTINGS['full' if args.full else 'tiny' if args.tiny else 'short'])
-    cfg['seeds'] = args.seeds or cfg['seeds']
-    cfg['steps'] = args.steps or cfg['steps']
+    budget = Budget(args.steps or cfg['steps'], cfg['batch_size'],
+                    tuple(args.seeds or cfg['seeds']), warmup=WARMUP)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
     try:
-        rows, trained, test = run(args.models, cfg['seeds'], cfg['steps'], cfg['batch_size'],
-                                  cfg['train_size'], cfg['test_size'], args.out,
-                                  not args.no_progress)
+        results, trained, test = run(args.models, budget, cfg['train_size'], cfg['test_size'],
+                                     args.out, not args.no_progress)
     except MissingDataError as error:
         fail_with_hint(error)
     print('figure:', figure(trained, test, args.out))
-    print(f"\n{markdown_table(rows)}\n\n{time.time() - start:.0f} s; results in "
-          f"{os.path.abspath(args.out)}")
+    print(f"\n{experiment.table(DehazeTask(), results)}\n\n{time.time() - start:.0f} s; "
+          f"results in {os.path.abspath(args.out)}")
 
 
 if __name__ == '__main__':

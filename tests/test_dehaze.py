@@ -122,14 +122,49 @@ def test_tiny_end_to_end_run(splits, tmp_path):
         torch.set_num_threads(threads)
     result = json.loads((tmp_path / 'dehaze.json').read_text())
     assert (tmp_path / 'dehaze_examples.png').stat().st_size > 0
+    assert '| hazy input (no model) |' in (tmp_path / 'dehaze.md').read_text()
+    rows = {r['key']: r for r in result['rows']}
     assert [r['model'] for r in result['rows']] == [dehaze.LABELS[k] for k in ('hazy', 'none',
                                                                               'lga')]
-    assert result['raw']['lga']['params'] > result['raw']['none']['params']
+    # the old loop's schedule: OneCycleLR's default warm-up (30%), not the collages' 15%
+    assert result['config']['warmup'] == 0.3 and result['config']['steps'] == 3
+    assert rows['lga']['params'] > rows['none']['params'] > 0 == rows['hazy']['params']
     for key in ('none', 'lga'):
-        raw = result['raw'][key]
-        assert all(math.isfinite(v) for v in raw['psnr'] + raw['ssim'])
+        assert rows[key]['seeds'] == [0]
+        assert all(math.isfinite(v) for v in rows[key]['psnr'] + rows[key]['ssim'])
     # the hazy baseline's PSNR, recomputed by hand from the same test crops
     test = HazyCrops('test', dehaze.SETTINGS['tiny']['test_size'], size=64)
     psnr = [10 * math.log10(1.0 / float(((h.double() - c.double()) ** 2).mean()))
             for h, c in (test[i] for i in range(len(test)))]
-    assert result['raw']['hazy']['psnr'][0] == pytest.approx(sum(psnr) / len(psnr), abs=1e-4)
+    assert rows['hazy']['psnr'][0] == pytest.approx(sum(psnr) / len(psnr), abs=1e-4)
+
+
+def test_task_runs_deterministically_through_experiment(splits):
+    """Every row's scores at two seeds; the same run twice gives the same numbers, and the
+    loss is the L1 distance of the prediction to the clean crop."""
+    import dehaze
+    import experiment
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        task = dehaze.DehazeTask(6, 3, progress=False)
+        data = task.make_data()
+        budget = experiment.Budget(2, 2, (0, 1), warmup=dehaze.WARMUP)
+        runs = [experiment.run(task, ['none', 'lga'], budget, data=data,
+                               say=lambda *a, **k: None)[0] for _ in range(2)]
+        model = task.build('none')
+        hazy, clean = task.sample(data[0], 2, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            loss = task.loss(model, 'none', hazy, clean)
+            assert float(loss) == pytest.approx(float((model(hazy) - clean).abs().mean()))
+    finally:
+        torch.set_num_threads(threads)
+    first, second = runs
+    assert [r['key'] for r in first] == ['hazy', 'none', 'lga']
+    for a, b in zip(first, second):
+        for metric in ('psnr', 'ssim'):
+            assert len(a[metric]) == (1 if a['key'] == 'hazy' else 2)
+            assert all(math.isfinite(v) for v in a[metric])
+            assert a[metric] == b[metric], (a['key'], metric)
+    # the seeds differ, so the scores do too
+    assert first[1]['psnr'][0] != first[1]['psnr'][1]

@@ -137,12 +137,21 @@ def test_distributed_shard_splits_a_batch_evenly():
 
 
 def test_lga_loss_sweep_tiny_run(real_data, tmp_path):
-    done = subprocess.run([sys.executable, 'sweep_lga_loss.py', '--tiny', '--no-progress',
-                           '--weights', '0', '1', '--out', str(tmp_path)],
+    """The weight sweep (ablate_lga.py's part w): a row per weight on the test set, each with
+    its test LGALoss; weight 0 is the plain LGA model."""
+    done = subprocess.run([sys.executable, 'ablate_lga.py', '--tiny', '--parts', 'w',
+                           '--weights', '0', '1', '--temperature', '0.5', '--out', str(tmp_path)],
                           cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert '\n| 0 | ' in done.stdout and '\n| 1 | ' in done.stdout   # a table row per weight
-    assert any(p.suffix == '.json' for p in tmp_path.iterdir())
+    assert '| w | base + LGA + LGALoss, weight 0 (plain LGA) |' in done.stdout
+    assert '| w | base + LGA + LGALoss, weight 1 |' in done.stdout   # a table row per weight
+    result = json.loads((tmp_path / 'ablations.json').read_text())
+    sweep = [r for r in result['rows'] if r['part'] == 'w']
+    assert [r['weight'] for r in sweep] == [0, 1]
+    assert {r['temperature'] for r in sweep} == {0.5}
+    for r in sweep:
+        assert r['loss_form'] == 'divergence' and len(r['test_lga_loss']) == 1
+        assert r['test_lga_loss'][0] > 0 and isinstance(r['miou'][0], float)
 
 
 def test_cortex_view_poses_keep_the_shape(real_data):
