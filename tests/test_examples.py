@@ -242,9 +242,9 @@ def test_cortex_training_uses_the_same_views_for_every_model():
         experiment.fit(task, context, cortex, experiment.Budget(2, 2), seed=3)
     assert len(task.seen) == 8
     assert all(torch.equal(a, b) for a, b in zip(task.seen[:4], task.seen[4:]))
-    # a batch is views of one covering: disjoint vertices
-    batch, y = task.sample(cortex, 3, torch.Generator().manual_seed(0))
-    assert batch.num_graphs == 3 and y.shape == (150,)
+    # a step's views are parts of one covering: no vertex twice
+    step = torch.cat(task.seen[:2])
+    assert step.shape == (100, 3) and torch.unique(step, dim=0).size(0) == 100
 
 
 def test_cortex_run_scores_every_row_and_repeats_at_a_seed(tmp_path):
@@ -252,9 +252,11 @@ def test_cortex_run_scores_every_row_and_repeats_at_a_seed(tmp_path):
     per seed; the same seed twice gives the same numbers, another seed others."""
     import experiment
     import segment_cortex
-    task = segment_cortex.CortexTask(num_points=50, k=4)
+    task = segment_cortex.CortexTask(num_points=50, k=4, frame='template')
     data = (_toy_cortex(200, seed=1), _toy_cortex(120, seed=2))
-    budget = experiment.Budget(3, 2, seeds=(0, 0, 1))
+    for cortex in data:   # a class per quadrant of the (x, y) plane: learnable from positions
+        cortex.labels[:] = (cortex.pos[:, 0] > 0).long() + 2 * (cortex.pos[:, 1] > 0).long()
+    budget = experiment.Budget(12, 2, seeds=(0, 0, 1))
     results, models, _ = experiment.run(task, list(segment_cortex.MODELS), budget,
                                         str(tmp_path), data=data, say=lambda *a, **k: None)
     assert [r['key'] for r in results] == ['majority', *segment_cortex.MODELS]
@@ -267,6 +269,7 @@ def test_cortex_run_scores_every_row_and_repeats_at_a_seed(tmp_path):
     # the seed is used: another seed starts from other weights and batches
     assert all(r['loss_every_10_steps'][0] == r['loss_every_10_steps'][1] and
                r['loss_every_10_steps'][0] != r['loss_every_10_steps'][2] for r in results[1:])
+    assert len({r['pixel_acc'][0] for r in results}) > 2   # the models learnt different things
     majority = results[0]
     counts = torch.bincount(data[0].labels[data[0].labels >= 0], minlength=4)
     test = data[1].labels[data[1].labels >= 0]
@@ -277,7 +280,7 @@ def test_cortex_run_scores_every_row_and_repeats_at_a_seed(tmp_path):
     assert "| base + LatentGNN (norm='batch') |" in table
     assert 'GMACs / 50-point view' in table
     saved = json.loads((tmp_path / 'cortex.json').read_text())
-    assert saved['config']['frame'] == 'up' and saved['config']['batch_size'] == 2
+    assert saved['config']['frame'] == 'template' and saved['config']['batch_size'] == 2
 
 
 def test_cortex_lookup_copies_the_nearest_labelled_vertex():
