@@ -75,20 +75,20 @@ def main() -> None:
             print('figure:', figures.lga_attention(models['lga'], test, args.out))
             print('figure:', figures.latent_assignments(models['latentgnn'], test, args.out))
         if args.only in (None, 'cortex'):
-            rows, models, right = segment_cortex.run(
-                ['position-mlp', *segment_cortex.CONTEXTS], cfg['seeds'], cfg['cortex_steps'],
-                cfg['points'], KNN, args.out, progress, views_per_step=cfg['views'])
+            budget = Budget(cfg['cortex_steps'], cfg['views'], tuple(cfg['seeds']))
+            results, models, right = segment_cortex.run(
+                list(segment_cortex.MODELS), budget, cfg['points'], KNN, args.out, progress)
+            task = segment_cortex.CortexTask(cfg['points'], KNN)
+            rows = [task.columns(r) for r in results]
             sections.append(('Cortex, left -> mirrored right hemisphere, each view turned '
                              'about the up axis at random (4 Mesulam classes; medial wall '
                              'ignored)', rows))
             torch.save({name: m.state_dict() for name, m in models.items()},
                        os.path.join(args.out, 'cortex_models.pt'))
-            shown = {segment_cortex.DISPLAY_NAMES[name]: models[name]
-                     for name in ('position-mlp', *segment_cortex.CONTEXTS)}
-            print('figure:', figures.cortex_predictions(shown, right, args.out, KNN,
-                                                        cfg['points']))
-            print('figure:', figures.cortex_attention_graph(models['lga'], right, args.out, KNN,
-                                                            cfg['points']))
+            shown = {task.display(name): models[name] for name in segment_cortex.MODELS}
+            print('figure:', figures.cortex_predictions(shown, right, args.out, task))
+            print('figure:', figures.cortex_attention_graph(models['lga'], right, args.out,
+                                                            task))
     except MissingDataError as error:
         fail_with_hint(error)
     wall, cpu = time.time() - start, time.process_time() - cpu_start

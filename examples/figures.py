@@ -192,22 +192,20 @@ def latent_assignments(model, test, out: str, count: int = 64) -> str:
     return _save(fig, os.path.join(out, 'latentgnn_assignments.png'))
 
 
-def _cortex_view(right, k: int, num_points: int):
-    from segment_cortex import view
+def _cortex_view(right, task):
     g = torch.Generator().manual_seed(7)
-    keep = torch.randperm(right.pos.size(0), generator=g)[:num_points]
-    data, labels = view(right, g, keep, k)
-    return keep, data, labels
+    keep = torch.randperm(right.pos.size(0), generator=g)[:task.num_points]
+    return keep, task.view(right, keep, g), right.labels[keep]
 
 
 @torch.no_grad()
-def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -> str:
+def cortex_predictions(models: dict, right, out: str, task) -> str:
     """Mirrored right hemisphere (lateral view): atlas labels and each model's prediction
-    at every vertex (predicted as in the scores: views of ``num_points`` in random poses).
+    at every vertex (predicted as in the scores, by ``task``, a
+    :class:`segment_cortex.CortexTask`: views in random poses).
 
     ``models`` maps the table's display names to trained models.
     """
-    from segment_cortex import predict
     labels = right.labels
     pts = right.pos
     order = pts[:, 0].argsort(descending=True)     # draw the lateral side (small x) last
@@ -226,7 +224,7 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
 
     draw(axes[0], labels, 'Mesulam atlas (test)')
     for ax, name in zip(axes[1:], names):
-        pred = predict(models[name], right, num_points, k).argmax(1)
+        pred = task.predict(models[name], right).argmax(1)
         pred = torch.where(labels < 0, torch.full_like(pred, -1), pred)
         draw(ax, pred, name)
     _legend(fig, CORTEX_NAMES, CORTEX_COLOURS, ncol=3)
@@ -234,12 +232,14 @@ def cortex_predictions(models: dict, right, out: str, k: int, num_points: int) -
 
 
 @torch.no_grad()
-def cortex_attention_graph(model, right, out: str, k: int, num_points: int) -> str:
-    """A patch of the kNN graph (networkx), every edge coloured by its LGA attention weight."""
+def cortex_attention_graph(model, right, out: str, task) -> str:
+    """A patch of the kNN graph (networkx), every edge coloured by its LGA attention weight,
+    in a view posed by ``task`` (a :class:`segment_cortex.CortexTask`)."""
     import networkx as nx
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-    keep, data, labels = _cortex_view(right, k, num_points)
+    keep, data, labels = _cortex_view(right, task)
+    k = task.k
     model.eval()
     h = model.conv2(model.conv1(data.pos, data.edge_index), data.edge_index)
     _, attention = model.context(h, data.edge_index, data.edge_attr,

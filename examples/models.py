@@ -1,13 +1,18 @@
 """The networks the examples compare: a small encoder-decoder with a swappable
-context block, and the non-local block (embedded Gaussian) as the classic peer.
+context block, the non-local block (embedded Gaussian) as the classic peer, and the
+point-cloud segmenter of the cortex examples.
 """
 from __future__ import annotations
+
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import MLP, EdgeConv
 
-from graphattn import LatentGNN2d, LGA2d
+from graphattn import LGA, LatentGNN, LatentGNN2d, LGA2d
 
 CONTEXTS = ('none', 'lga', 'lga+loss', 'latentgnn', 'nonlocal')
 #: The names tables and figures show for each context block.
@@ -148,3 +153,47 @@ class DehazeNet(nn.Module):
         up = F.interpolate(d2, size=f1.shape[-2:], mode='bilinear', align_corners=False)
         d1 = self.dec1(torch.cat([up, f1], 1))
         return hazy + self.head(d1)
+
+
+class PointSegNet(nn.Module):
+    """EdgeConv x2 -> context block -> per-point MLP: the segmenter of
+    ``segment_cortex.py`` and ``segment_points.py``.
+
+    Its input is a batch of kNN graphs with self-loops whose ``edge_attr`` holds the
+    neighbour offsets (:func:`graphs.collate_clouds`); its output, logits per point.
+
+    Args:
+        context: ``None`` (the base), or ``width -> block`` for an :class:`~graphattn.LGA`
+            (run on the same kNN graph) or a :class:`~graphattn.LatentGNN` (latent nodes per
+            cloud of the batch); each script says how deep or wide its block is.
+        width: channels of every layer.
+        num_classes: classes of the per-point MLP.
+        position_only: a floor without a graph: a per-point MLP on the coordinates replaces
+            the EdgeConvs (which are still drawn, so the head starts from the same weights).
+    """
+
+    def __init__(self, context: Optional[Callable[[int], nn.Module]] = None, width: int = 32,
+                 num_classes: int = 4, position_only: bool = False):
+        super().__init__()
+        self.conv1 = EdgeConv(MLP([2 * 3, width, width]), aggr='max')
+        self.conv2 = EdgeConv(MLP([2 * width, width, width]), aggr='max')
+        self.point_mlp = MLP([3, width, width]) if position_only else None
+        self.head = MLP([width, width, num_classes], dropout=0.1)
+        # Drawn after the base's weights, so that at one seed every row starts from the same
+        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
+        # was the decoder's draw, which the block's weights used to shift).
+        self.context = None if context is None else context(width)
+        if self.context is not None and not isinstance(self.context, (LGA, LatentGNN)):
+            raise TypeError(f"the context block must be an LGA or a LatentGNN, got "
+                            f"{type(self.context).__name__}")
+
+    def forward(self, data: Data | Batch) -> torch.Tensor:
+        if self.point_mlp is not None:              # the position-only floor: no graph
+            return self.head(self.point_mlp(data.pos))
+        h = self.conv2(self.conv1(data.pos, data.edge_index), data.edge_index)
+        if isinstance(self.context, LGA):           # loop=True kNN edges, edge_attr = offsets
+            h = self.context(h, data.edge_index, data.edge_attr)
+        elif isinstance(self.context, LatentGNN):   # latent nodes per cloud (one: a Data)
+            batch_size = data.num_graphs if isinstance(data, Batch) else None
+            h = self.context(h, data.batch, batch_size=batch_size)
+        return self.head(h)

@@ -12,11 +12,12 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
    copying the nearest labelled left vertex's label scores 69.5% mIoU (``--lookup``),
    and every model, with or without a graph, lands at 68-72% (``--frame template``;
    docs/results.md): what the shape could add is buried in the atlas's left-right
-   differences. So each view is a "subject" in its own pose: centred and turned by a
-   random angle about the superior (up) axis (``--frame up``, the default). A
-   vertex's height and its distance from the vertical axis still say something;
-   where it lies on the hemisphere must be read from the surface around it. (``--frame any``: a
-   uniformly random 3-D rotation; at this budget no model learns it: 15-19% mIoU.)
+   differences. So each view is a "subject" in its own pose (:func:`graphs.random_pose`):
+   centred, scaled by 1 / 50 mm and turned by a random angle about the superior (up)
+   axis (``--frame up``, the default). A vertex's height and its distance from the
+   vertical axis still say something; where it lies on the hemisphere must be read from
+   the surface around it. (``--frame any``: a uniformly random 3-D rotation; at this
+   budget no model learns it: 15-19% mIoU.)
 3. Views: disjoint random samples of ``--points`` (512) vertices that together
    cover the hemisphere (:func:`graphs.split_crop`), so a view shows the whole
    hemisphere, sparsely: a vertex's 15 nearest neighbours lie within about 18 mm
@@ -25,11 +26,12 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
    (:func:`graphs.collate_clouds`).
 4. Model: per-point features from two PyG ``EdgeConv`` layers, then a context
    block (none, LGA on the same kNN graph, or LatentGNN over each view, with
-   ``norm='batch'``: see :data:`LATENT_NORM`), then a per-point classifier.
-   The trivial rows: the majority class, and an MLP on the vertex
-   coordinates alone (in the same frame), trained like the others.
-5. Training on ``--views`` (8) views of the left hemisphere per step (AdamW,
-   one-cycle); every row gets the same steps, views and rotations.
+   ``norm='batch'``: see :data:`LATENT_NORM`), then a per-point classifier
+   (:class:`models.PointSegNet`). The trivial rows: the majority class, and an MLP on
+   the vertex coordinates alone (in the same frame), trained like the others.
+5. Training on ``--views`` (8) views of the left hemisphere per step
+   (:func:`experiment.fit`: AdamW, one-cycle); every row gets the same steps, views and
+   rotations.
 6. Evaluation: every vertex of the mirrored right hemisphere, split into views
    twice, each view in a fresh random pose, class probabilities averaged over the
    two (:func:`graphs.predict_by_crops`); mIoU and accuracy.
@@ -37,28 +39,25 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import time
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import MLP, EdgeConv
-from tqdm import tqdm
+from torch_geometric.nn import MLP
 
+import experiment
 import graphs
 from datasets import Cortex, MissingDataError, cortex_split, fail_with_hint
+from experiment import Budget, Task
 from graphattn import LGA, LatentGNN
-from training import (count_macs, count_parameters, markdown_table, run_environment,
-                      segmentation_scores, summary)
+from models import PointSegNet
+from training import segmentation_scores
 
 CONTEXTS = ('none', 'lga', 'latentgnn')
-#: Rows that need no graph: trained (the position-only MLP) or counted (the majority class).
-TRIVIAL = ('majority', 'position-mlp')
+#: The trained rows: the position-only MLP (no graph), then each context block.
+MODELS = ('position-mlp', *CONTEXTS)
 #: The pose of a view: the template's own frame, a random turn about the up axis (conte69's
 #: z, inferior -> superior), or a uniformly random 3-D rotation.
 FRAMES = ('template', 'up', 'any')
@@ -73,9 +72,9 @@ DISPLAY_NAMES = {'majority': 'trivial: majority class',
                  'latentgnn': f"base + LatentGNN (norm='{LATENT_NORM}')"}
 NUM_CLASSES = 4
 CLASS_NAMES = Cortex.MESULAM_CLASSES
-LR = 3e-3
 SCALE_MM = 50.0   # coordinates / 50 mm: a hemisphere spans about [-1.5, 1.5]
 EVAL_PASSES = 2   # the test hemisphere is predicted twice, in fresh poses
+EVAL_SEED = 1234  # the same test views and poses for every model
 
 
 class PositionMLP(nn.Module):
@@ -83,147 +82,116 @@ class PositionMLP(nn.Module):
 
     def __init__(self, width: int = 64):
         super().__init__()
-        self.context_name = 'position-mlp'
         self.mlp = MLP([3, width, width, NUM_CLASSES])
 
-    def forward(self, pos: torch.Tensor, edge_index: Optional[torch.Tensor] = None,
-                edge_attr: Optional[torch.Tensor] = None,
-                batch: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.mlp(pos)
-
-
-class PointSeg(nn.Module):
-    """EdgeConv x2 -> context block -> per-point MLP, on one kNN graph (with self-loops).
-
-    ``latent_norm``: LatentGNN's node norm (``'batch'``, this example's choice, or
-    ``'layer'``, the library's node-level default).
-    """
-
-    def __init__(self, context: str = 'none', width: int = 32,
-                 latent_norm: str = LATENT_NORM):
-        super().__init__()
-        if context not in CONTEXTS:
-            raise ValueError(f"unknown context {context!r}; choose one of {CONTEXTS}")
-        if latent_norm not in LATENT_NORMS:
-            raise ValueError(f"unknown latent_norm {latent_norm!r}; choose one of "
-                             f"{LATENT_NORMS}")
-        self.context_name = context
-        self.conv1 = EdgeConv(MLP([2 * 3, width, width]), aggr='max')
-        self.conv2 = EdgeConv(MLP([2 * width, width, width]), aggr='max')
-        self.head = MLP([width, width, NUM_CLASSES], dropout=0.1)
-        # Drawn after the base's weights, so that at one seed every row starts from the same
-        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
-        # was the decoder's draw, which the block's weights used to shift).
-        if context == 'lga':
-            self.context = LGA.for_points(width, num_layers=4, fuse=True)
-        elif context == 'latentgnn':
-            self.context = LatentGNN(width, latent_dims=[32], channel_stride=2,
-                                     norm=latent_norm)
-        else:
-            self.context = None
-
-    def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
-                batch: Optional[torch.Tensor] = None) -> torch.Tensor:
-        h = self.conv1(pos, edge_index)
-        h = self.conv2(h, edge_index)
-        if self.context_name == 'lga':
-            h = self.context(h, edge_index, edge_attr)
-        elif self.context_name == 'latentgnn':   # latent nodes per view
-            h = self.context(h, batch)
-        return self.head(h)
-
-
-def logits(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """A model's logits on a batch of views (the ``Batch -> logits`` of predict_by_crops)."""
-    return model(batch.pos, batch.edge_index, batch.edge_attr, batch.batch)
-
-
-def pose(pos: torch.Tensor, frame: str, generator: torch.Generator) -> torch.Tensor:
-    """A view's coordinates centred, scaled by 1 / 50 mm and turned as ``frame`` says."""
-    if frame not in FRAMES:
-        raise ValueError(f"unknown frame {frame!r}; choose one of {FRAMES}")
-    pos = (pos - pos.mean(0)) / SCALE_MM
-    if frame == 'template':
-        return pos
-    return graphs.random_rotate(pos, axis=UP_AXIS if frame == 'up' else None,
-                                generator=generator)
-
-
-def view(cortex: Cortex, generator: torch.Generator, keep: torch.Tensor, k: int,
-         frame: str = 'up') -> tuple[Data, torch.Tensor]:
-    """The vertices ``keep`` of a hemisphere, posed as ``frame`` says, as one kNN graph
-    with self-loops; and their labels."""
-    data = graphs.point_cloud_to_data(pose(cortex.pos[keep], frame, generator), k=k,
-                                      loop=True)
-    return data, cortex.labels[keep]
-
-
-def views(num_vertices: int, size: int, generator: torch.Generator) -> List[torch.Tensor]:
-    """Disjoint random samples of at most ``size`` vertices that together cover them all,
-    so every view has the same density (a kNN neighbourhood spans the same area)."""
-    return graphs.split_crop(torch.arange(num_vertices), size, generator=generator)
+    def forward(self, data: Data | Batch) -> torch.Tensor:
+        return self.mlp(data.pos)
 
 
 def make_model(name: str, latent_norm: str = LATENT_NORM) -> nn.Module:
-    return PositionMLP() if name == 'position-mlp' else PointSeg(name, latent_norm=latent_norm)
+    """A fresh model of row ``name``: the position-only MLP, or :class:`models.PointSegNet`
+    with no block, 4 fused LGA layers, or LatentGNN (32 latent nodes, ``latent_norm``)."""
+    if latent_norm not in LATENT_NORMS:
+        raise ValueError(f"unknown latent_norm {latent_norm!r}; choose one of {LATENT_NORMS}")
+    if name == 'position-mlp':
+        return PositionMLP()
+    blocks = {'none': None,
+              'lga': lambda width: LGA.for_points(width, num_layers=4, fuse=True),
+              'latentgnn': lambda width: LatentGNN(width, latent_dims=[32], channel_stride=2,
+                                                   norm=latent_norm)}
+    if name not in blocks:
+        raise ValueError(f"unknown context {name!r}; choose one of {CONTEXTS}")
+    return PointSegNet(blocks[name], num_classes=NUM_CLASSES)
 
 
-def train_model(context: str, left: Cortex, steps: int, num_points: int, k: int, seed: int,
-                progress: bool = True, frame: str = 'up', views_per_step: int = 8,
-                latent_norm: str = LATENT_NORM):
-    """Train one model; returns it and the median CPU seconds (process time) per step."""
-    torch.manual_seed(seed)
-    model = make_model(context, latent_norm)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps,
-                                                   pct_start=0.15)
-    g = torch.Generator().manual_seed(seed)   # the same views and poses for every model
-    step_times = []
-    model.train()
-    bar = tqdm(range(steps), desc=f'{context:>12} seed {seed}', disable=not progress,
-               leave=False)
-    for _ in bar:
-        chosen = views(left.pos.size(0), num_points, g)[:views_per_step]
-        batch = graphs.collate_clouds([pose(left.pos[i], frame, g) for i in chosen],
-                                      y=[left.labels[i] for i in chosen], k=k, loop=True)
-        start = time.process_time()
-        loss = F.cross_entropy(logits(model, batch), batch.y, ignore_index=-1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        step_times.append(time.process_time() - start)
-        bar.set_postfix(loss=f'{loss.item():.3f}')
-    return model, statistics.median(step_times)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, right: Cortex, num_points: int, k: int, frame: str = 'up',
-            seed: int = 1234) -> torch.Tensor:
-    """Class probabilities ``(N, 4)`` of every test vertex, averaged over
-    :data:`EVAL_PASSES` coverings of the hemisphere by views in fresh poses."""
-    model.eval()
-    g = torch.Generator().manual_seed(seed)   # the same views and poses for every model
-    crops = [part for _ in range(EVAL_PASSES) for part in views(right.pos.size(0),
-                                                                 num_points, g)]
-    return graphs.predict_by_crops(lambda batch: logits(model, batch), right.pos, crops, k=k,
-                                   loop=True, transform=lambda pos: pose(pos, frame, g))
-
-
-def evaluate(model: nn.Module, right: Cortex, num_points: int, k: int,
-             frame: str = 'up') -> Dict[str, float]:
-    """mIoU and accuracy (%) over every labelled vertex of the test hemisphere."""
-    pred = predict(model, right, num_points, k, frame).argmax(1)
-    return segmentation_scores(graphs.confusion_matrix(pred, right.labels, NUM_CLASSES,
+def scores(pred: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
+    """mIoU and accuracy (%) over every labelled vertex (the medial wall, -1, is left out)."""
+    return segmentation_scores(graphs.confusion_matrix(pred, labels, NUM_CLASSES,
                                                        ignore_index=-1))
 
 
-def majority_scores(left: Cortex, right: Cortex) -> Dict[str, float]:
-    """The trivial predictor: every test vertex gets the train hemisphere's commonest class."""
-    counts = torch.bincount(left.labels[left.labels >= 0], minlength=NUM_CLASSES)
-    pred = torch.full_like(right.labels, int(counts.argmax()))
-    return segmentation_scores(graphs.confusion_matrix(pred, right.labels, NUM_CLASSES,
-                                                       ignore_index=-1))
+class CortexTask(Task):
+    """Left hemisphere -> mirrored right hemisphere, in views of ``num_points`` vertices
+    posed as ``frame`` says; a batch is ``batch_size`` views of one covering of the left
+    hemisphere, as kNN graphs (``k`` with the self-loop)."""
+
+    name = 'cortex'
+    rows = DISPLAY_NAMES
+    metrics = {'miou': 'mIoU (%)', 'pixel_acc': 'accuracy (%)'}
+
+    def __init__(self, num_points: int = 512, k: int = 16, frame: str = 'up',
+                 latent_norm: str = LATENT_NORM):
+        if frame not in FRAMES:
+            raise ValueError(f"unknown frame {frame!r}; choose one of {FRAMES}")
+        if latent_norm not in LATENT_NORMS:
+            raise ValueError(f"unknown latent_norm {latent_norm!r}; choose one of "
+                             f"{LATENT_NORMS}")
+        self.num_points, self.k, self.frame, self.latent_norm = num_points, k, frame, latent_norm
+        self.unit = f'{num_points:,}-point view'
+        self.rows = {**DISPLAY_NAMES, 'latentgnn': f"base + LatentGNN (norm='{latent_norm}')"}
+
+    def make_data(self):
+        return cortex_split()
+
+    def build(self, row: str) -> nn.Module:
+        return make_model(row, self.latent_norm)
+
+    def pose(self, pos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A view's coordinates centred, scaled by 1 / 50 mm and turned as ``frame`` says."""
+        return graphs.random_pose(pos, scale=SCALE_MM, rotate=self.frame != 'template',
+                                  axis=UP_AXIS if self.frame == 'up' else None,
+                                  generator=generator)
+
+    def views(self, cortex: Cortex, generator: torch.Generator) -> List[torch.Tensor]:
+        """Disjoint random samples of at most ``num_points`` vertices that together cover
+        the hemisphere, so every view has the same density (a kNN neighbourhood spans the
+        same area)."""
+        return graphs.split_crop(torch.arange(cortex.pos.size(0)), self.num_points,
+                                 generator=generator)
+
+    def sample(self, left: Cortex, batch_size: int, generator: torch.Generator):
+        chosen = self.views(left, generator)[:batch_size]
+        batch = graphs.collate_clouds([self.pose(left.pos[i], generator) for i in chosen],
+                                      y=[left.labels[i] for i in chosen], k=self.k, loop=True)
+        return batch, batch.y
+
+    def loss(self, model: nn.Module, row: str, batch: Batch, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(batch), y, ignore_index=-1)   # -1: the medial wall
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, right: Cortex) -> torch.Tensor:
+        """Class probabilities ``(N, 4)`` of every test vertex, averaged over
+        :data:`EVAL_PASSES` coverings of the hemisphere by views in fresh poses."""
+        model.eval()
+        g = torch.Generator().manual_seed(EVAL_SEED)
+        crops = [part for _ in range(EVAL_PASSES) for part in self.views(right, g)]
+        return graphs.predict_by_crops(model, right.pos, crops, k=self.k, loop=True,
+                                       transform=lambda pos: self.pose(pos, g))
+
+    def evaluate(self, model: nn.Module, right: Cortex) -> Dict[str, float]:
+        return scores(self.predict(model, right).argmax(1), right.labels)
+
+    def trivial(self, left: Cortex, right: Cortex) -> Dict[str, Dict[str, float]]:
+        """Every test vertex gets the train hemisphere's commonest class."""
+        counts = torch.bincount(left.labels[left.labels >= 0], minlength=NUM_CLASSES)
+        return {'majority': scores(torch.full_like(right.labels, int(counts.argmax())),
+                                   right.labels)}
+
+    def view(self, cortex: Cortex, keep: torch.Tensor,
+             generator: torch.Generator) -> Data:
+        """The vertices ``keep`` of a hemisphere, posed, as one kNN graph with self-loops."""
+        return graphs.point_cloud_to_data(self.pose(cortex.pos[keep], generator), k=self.k,
+                                          loop=True)
+
+    def macs_input(self, right: Cortex) -> tuple:
+        first = torch.arange(self.num_points)
+        return (self.view(right, first, torch.Generator().manual_seed(0)),)
+
+    def config(self) -> Dict[str, object]:
+        return {'num_points': self.num_points, 'k': self.k, 'self_loops': True,
+                'frame': self.frame, 'scale_mm': SCALE_MM, 'eval_passes': EVAL_PASSES,
+                'latentgnn_norm': self.latent_norm, 'classes': list(CLASS_NAMES),
+                'ignored': 'medial wall'}
 
 
 def lookup_scores(left: Cortex, right: Cortex) -> Dict[str, float]:
@@ -232,63 +200,28 @@ def lookup_scores(left: Cortex, right: Cortex) -> Dict[str, float]:
     for the poses)."""
     labelled = left.labels >= 0
     _, nearest = graphs.knn(left.pos[labelled], right.pos, 1)
-    pred = left.labels[labelled][nearest]
-    return segmentation_scores(graphs.confusion_matrix(pred, right.labels, NUM_CLASSES,
-                                                       ignore_index=-1))
+    return scores(left.labels[labelled][nearest], right.labels)
 
 
-def run(models: List[str], seeds: List[int], steps: int, num_points: int, k: int, out: str,
-        progress: bool = True, frame: str = 'up', views_per_step: int = 8,
+def run(models: List[str], budget: Budget, num_points: int = 512, k: int = 16,
+        out: Optional[str] = None, progress: bool = True, frame: str = 'up',
         latent_norm: str = LATENT_NORM):
-    left, right = cortex_split()
-    print(f"cortex: train left hemisphere ({left.pos.size(0)} vertices; {views_per_step} views "
-          f"of {num_points} per step), test mirrored right; frame '{frame}'; kNN k={k} with "
-          f"self-loops; {steps} steps per model and seed; seeds {seeds}"
+    """The cortex comparison of ``models`` (rows of :data:`MODELS`), ``budget.batch_size``
+    views per step; returns :func:`experiment.run`'s ``(results, models, test)`` (``test``:
+    the mirrored right hemisphere)."""
+    task = CortexTask(num_points, k, frame, latent_norm)
+    left, right = task.make_data()
+    seeds = list(budget.seeds)
+    print(f"cortex: train left hemisphere ({left.pos.size(0)} vertices; {budget.batch_size} "
+          f"views of {num_points} per step), test mirrored right; frame '{frame}'; kNN k={k} "
+          f"with self-loops; {budget.steps} steps per model and seed; seeds {seeds}"
           + (" (ONE seed: no spread is measured)" if len(seeds) == 1 else ""))
-    majority = majority_scores(left, right)
-    results = [{'model': DISPLAY_NAMES['majority'], 'key': 'majority',
-                'miou': [majority['miou']], 'pixel_acc': [majority['pixel_acc']],
-                'params': 0, 'macs': 0, 'cpu_s_per_step': None}]
-    trained = {}
-    for context in models:
-        scores, step_times = [], []
-        for seed in seeds:
-            model, step_time = train_model(context, left, steps, num_points, k, seed, progress,
-                                           frame, views_per_step, latent_norm)
-            scores.append(evaluate(model, right, num_points, k, frame))
-            step_times.append(step_time)
-            trained.setdefault(context, model)
-        data, _ = view(right, torch.Generator().manual_seed(0), torch.arange(num_points), k,
-                       frame)
-        macs = count_macs(trained[context], data.pos, data.edge_index, data.edge_attr)
-        name = (f"base + LatentGNN (norm='{latent_norm}')" if context == 'latentgnn'
-                else DISPLAY_NAMES[context])
-        results.append({'model': name, 'key': context,
-                        'miou': [s['miou'] for s in scores],
-                        'pixel_acc': [s['pixel_acc'] for s in scores],
-                        'params': count_parameters(trained[context]), 'macs': macs,
-                        'cpu_s_per_step': statistics.median(step_times)})
-        row = summary(results[-1], 'accuracy (%)', f'{num_points:,}-point view')
-        print(f"  {row['model']:<36} mIoU {row['mIoU (%)']:>12}  accuracy "
-              f"{row['accuracy (%)']:>12}  ({row['CPU ms / train step']} CPU ms/step)")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, 'cortex.json'), 'w') as f:
-        json.dump({'config': {'seeds': seeds, 'steps': steps, 'num_points': num_points,
-                              'views_per_step': views_per_step, 'k': k, 'self_loops': True,
-                              'frame': frame, 'eval_passes': EVAL_PASSES,
-                              'latentgnn_norm': latent_norm, 'optimizer': 'AdamW',
-                              'max_lr': LR, 'weight_decay': 1e-4,
-                              'schedule': 'OneCycle, 15% warm-up',
-                              'classes': list(CLASS_NAMES), 'ignored': 'medial wall'},
-                   'environment': run_environment(), 'rows': results}, f, indent=2)
-    rows = [summary(r, 'accuracy (%)', f'{num_points:,}-point view') for r in results]
-    return rows, trained, right
+    return experiment.run(task, models, budget, out, progress, data=(left, right))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--models', nargs='+', default=['position-mlp', *CONTEXTS],
-                        choices=('position-mlp', *CONTEXTS))
+    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--steps', type=int, default=150)
     parser.add_argument('--points', type=int, default=512, help='vertices per view')
@@ -307,16 +240,17 @@ def main() -> None:
     args = parser.parse_args()
     try:
         if args.lookup:
-            scores = lookup_scores(*cortex_split())
-            print(f"nearest-vertex look-up, template frame: mIoU {scores['miou']:.1f}%, "
-                  f"accuracy {scores['pixel_acc']:.1f}%")
+            found = lookup_scores(*cortex_split())
+            print(f"nearest-vertex look-up, template frame: mIoU {found['miou']:.1f}%, "
+                  f"accuracy {found['pixel_acc']:.1f}%")
             return
-        results, _, _ = run(args.models, args.seeds, args.steps, args.points, args.k, args.out,
-                            progress=not args.no_progress, frame=args.frame, views_per_step=args.views,
-                            latent_norm=args.latent_norm)
+        budget = Budget(args.steps, args.views, tuple(args.seeds))
+        results, _, _ = run(args.models, budget, args.points, args.k, args.out,
+                            not args.no_progress, args.frame, args.latent_norm)
     except MissingDataError as error:
         fail_with_hint(error)
-    print(markdown_table(results))
+    print(experiment.table(CortexTask(args.points, args.k, args.frame, args.latent_norm),
+                           results))
 
 
 if __name__ == '__main__':

@@ -5,12 +5,16 @@ Run ``python examples/segment_points.py --help``; ``--tiny`` is a seconds-long s
 1. Data: a real labelled cloud, the conte69 left cortical hemisphere (32,492 vertices,
    4 Mesulam classes, the medial wall unlabelled) from ``examples/datasets.py``; the test
    cloud is the mirrored right hemisphere. Only vertex positions are input.
-2. Training views: kNN crops of the large cloud (:func:`graphs.random_crops`), each
-   centred, scaled and randomly rotated (:func:`graphs.random_rotate`: a class must be read
-   from the shape, not the coordinates), batched as kNN graphs with self-loops and
-   relative-position edge attributes (:func:`graphs.collate_clouds`).
+2. Training views: ball crops of radius 50 mm of the large cloud
+   (:func:`graphs.random_crops`), resampled to ``--points`` points
+   (:func:`graphs.resample`), each centred, scaled and randomly rotated
+   (:func:`graphs.random_pose`: a class must be read from the shape, not the coordinates),
+   batched as kNN graphs with self-loops and relative-position edge attributes
+   (:func:`graphs.collate_clouds`).
 3. Model: two EdgeConv layers, an optional context block (LGA on the same kNN graph, or
-   LatentGNN over each crop), a per-point classifier.
+   LatentGNN over each crop), a per-point classifier (:class:`models.PointSegNet`, the
+   network of ``segment_cortex.py`` with this script's blocks), trained by
+   :func:`experiment.fit`.
 4. Inference over the whole test cloud: crops that cover every point
    (:func:`graphs.covering_crops`), per-point probabilities averaged over the crops that
    hold each point (:func:`graphs.predict_by_crops`), per-class IoU
@@ -23,159 +27,146 @@ steps, crops and seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import statistics
-import time
 from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import MLP, EdgeConv
+from torch_geometric.data import Batch
 
+import experiment
 import graphs
 from datasets import Cortex, MissingDataError, cortex_split, fail_with_hint
+from experiment import Budget, Task
 from graphattn import LGA, LatentGNN
+from models import PointSegNet
+from training import mean_std
 
 CLASSES = Cortex.MESULAM_CLASSES
 RADIUS = 50.0   # mm: the training crops are balls of this radius (about a third of a hemisphere)
-ROTATION = {'full': None, 'up': 2, 'none': None}   # the axis of graphs.random_rotate
-rotation = 'up'   # about the superior axis (the up direction is known); set by --rotation
+ROTATION = {'full': None, 'up': 2, 'none': None}   # the axis of graphs.random_pose's turn
 ROWS = ('position', 'base', 'lga', 'latentgnn', 'latentgnn-batch', 'lga-neighbor', 'lga-pair')
-
-
-# ---- model and training (the part to copy) ------------------------------------------------
-class Segmenter(nn.Module):
-    """EdgeConv x2 -> context block (none, LGA or LatentGNN) -> per-point MLP."""
-
-    def __init__(self, row: str = 'base', width: int = 32):
-        super().__init__()
-        self.row = row
-        self.conv1 = EdgeConv(MLP([6, width, width]), aggr='max')
-        self.conv2 = EdgeConv(MLP([2 * width, width, width]), aggr='max')
-        self.point_mlp = MLP([3, width, width]) if row == 'position' else None
-        self.head = MLP([width, width, len(CLASSES)], dropout=0.1)
-        # Drawn after the base's weights, so that at one seed every row starts from the same
-        # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
-        # was the decoder's draw, which the block's weights used to shift).
-        if row.startswith('lga'):   # 'lga', 'lga-neighbor', 'lga-pair': the edge-score reading
-            score = row.split('-')[1] if '-' in row else 'center'
-            self.context = LGA.for_points(width, num_layers=3, fuse=True, score=score)
-        elif row.startswith('latentgnn'):
-            self.context = LatentGNN(width, latent_dims=[16],
-                                     norm='batch' if row == 'latentgnn-batch' else None)
-        else:
-            self.context = None
-
-    def forward(self, data) -> torch.Tensor:
-        if self.point_mlp is not None:           # the position-only floor: no graph
-            return self.head(self.point_mlp(data.pos))
-        h = self.conv2(self.conv1(data.pos, data.edge_index), data.edge_index)
-        if isinstance(self.context, LGA):        # loop=True kNN edges, edge_attr = offsets
-            h = self.context(h, data.edge_index, data.edge_attr)
-        elif isinstance(self.context, LatentGNN):   # latent nodes per crop
-            h = self.context(h, data.batch, batch_size=data.num_graphs)
-        return self.head(h)
-
-
-def normalize(pos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A crop centred, scaled to about the unit ball and randomly rotated (see --rotation)."""
-    return graphs.random_rotate(pos / RADIUS, axis=ROTATION[rotation], center=True,
-                                generator=generator) if rotation != 'none' else (
-        pos - pos.mean(0)) / RADIUS
-
-
-def train(row: str, cloud: Cortex, steps: int, crops: int, points: int, k: int, width: int,
-          seed: int) -> Segmenter:
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = Segmenter(row, width).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
-    for _ in range(steps):
-        balls = graphs.random_crops(cloud.pos, crops, radius=RADIUS, generator=g)
-        index = [graphs.resample(ball, points, generator=g) for ball in balls]
-        batch = graphs.collate_clouds([normalize(cloud.pos[i], g) for i in index],
-                                      y=[cloud.labels[i] for i in index], k=k, loop=True)
-        loss = F.cross_entropy(model(batch), batch.y, ignore_index=-1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return model.eval()
-# ---- end of the model and training part ----------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(model: Segmenter, cloud: Cortex, points: int, k: int) -> torch.Tensor:
-    """Per-class IoU on every labelled point, from probabilities averaged over crops."""
-    g = torch.Generator().manual_seed(1234)   # the same crops and rotations for every model
-    crops = [part for ball in graphs.covering_crops(cloud.pos, radius=RADIUS, generator=g)
-             for part in graphs.split_crop(ball, points, generator=g)]
-    probs = graphs.predict_by_crops(model, cloud.pos, crops, k=k, loop=True,
-                                    transform=lambda pos: normalize(pos, g))
-    return graphs.per_class_iou(probs.argmax(1), cloud.labels, len(CLASSES), ignore_index=-1)
-
-
-def majority_iou(train_cloud: Cortex, test_cloud: Cortex) -> torch.Tensor:
-    labels = train_cloud.labels[train_cloud.labels >= 0]
-    majority = int(torch.bincount(labels, minlength=len(CLASSES)).argmax())
-    pred = torch.full_like(test_cloud.labels, majority)
-    return graphs.per_class_iou(pred, test_cloud.labels, len(CLASSES), ignore_index=-1)
-
-
-def mean_std(values: List[float]) -> str:
-    if len(values) == 1:
-        return f'{values[0]:.1f}'
-    return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
-
-
-def table_row(name: str, ious: List[torch.Tensor]) -> Dict[str, str]:
-    """mIoU (mean over classes, then mean ± std over seeds) and per-class IoU, in %."""
-    row = {'model': name,
-           'mIoU (%)': mean_std([100 * float(torch.nanmean(iou)) for iou in ious])}
-    for c, label in enumerate(CLASSES):
-        values = [100 * float(iou[c]) for iou in ious]
-        row[label] = mean_std([v for v in values if not math.isnan(v)] or [math.nan])
-    return row
-
-
 NAMES = {'position': 'position only (per-point MLP, no graph)', 'base': 'base (2 × EdgeConv)',
          'lga': 'base + LGA (LGA.for_points)', 'latentgnn': 'base + LatentGNN (norm=layer)',
          'latentgnn-batch': "base + LatentGNN norm='batch'",
          'lga-neighbor': "base + LGA score='neighbor'", 'lga-pair': "base + LGA score='pair'"}
+EVAL_SEED = 1234   # the same test crops and rotations for every model
 
 
-def run(rows: List[str], seeds: List[int], steps: int, crops: int, points: int, k: int,
-        width: int, out: str = '') -> List[Dict[str, str]]:
-    left, right = cortex_split()
-    print(f"train: left hemisphere ({left.pos.size(0)} vertices), {steps} steps of {crops} "
-          f"balls of radius {RADIUS:.0f} mm resampled to {points} points, rotation "
-          f"{rotation!r}, k={k}; test: every labelled vertex of the mirrored right "
-          f"hemisphere; seeds {seeds}")
-    results = [table_row('majority class', [majority_iou(left, right)])]
-    print(f"  {results[0]['model']:<42} mIoU {results[0]['mIoU (%)']}")
-    for row in rows:
-        start = time.perf_counter()
-        ious = [evaluate(train(row, left, steps, crops, points, k, width, seed), right, points, k)
-                for seed in seeds]
-        results.append(table_row(NAMES[row], ious))
-        print(f"  {NAMES[row]:<42} mIoU {results[-1]['mIoU (%)']:>12}  "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
-    if out:
-        os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-        with open(out, 'w') as f:
-            json.dump({'seeds': seeds, 'steps': steps, 'crops': crops, 'points': points, 'k': k,
-                       'width': width, 'rows': results}, f, indent=2)
-    return results
+def make_model(row: str, width: int = 32) -> PointSegNet:
+    """Row ``row``'s network: 3 fused LGA layers with the row's edge-score reading ('lga',
+    'lga-neighbor', 'lga-pair'), LatentGNN with 16 latent nodes (norm 'layer' or 'batch'),
+    no block ('base') or no graph at all ('position')."""
+    if row not in ROWS:
+        raise ValueError(f"unknown row {row!r}; choose one of {ROWS}")
+    if row.startswith('lga'):
+        score = row.split('-')[1] if '-' in row else 'center'
+        block = lambda w: LGA.for_points(w, num_layers=3, fuse=True, score=score)  # noqa: E731
+    elif row.startswith('latentgnn'):
+        norm = 'batch' if row == 'latentgnn-batch' else None
+        block = lambda w: LatentGNN(w, latent_dims=[16], norm=norm)  # noqa: E731
+    else:
+        block = None
+    return PointSegNet(block, width, len(CLASSES), position_only=row == 'position')
 
 
-def markdown_table(rows: List[Dict[str, str]]) -> str:
-    keys = list(rows[0])
-    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '|'.join('---' for _ in keys) + '|']
-    return '\n'.join(lines + ['| ' + ' | '.join(r[key] for key in keys) + ' |' for r in rows])
+def iou_scores(iou: torch.Tensor) -> Dict[str, float]:
+    """Per-class IoU (fractions, NaN for a class absent from targets and predictions) as
+    the table's numbers: mIoU over the present classes and each class's IoU, in %."""
+    return {'miou': 100 * float(torch.nanmean(iou)),
+            **{label: 100 * float(iou[c]) for c, label in enumerate(CLASSES)}}
+
+
+class PointsTask(Task):
+    """Random balls of the left hemisphere, resampled to ``points`` points and posed as
+    ``rotation`` says; covering balls of the mirrored right hemisphere at test. The JSON
+    and table are ``<name>.json`` and ``<name>.md``."""
+
+    rows = {'majority': 'majority class', **NAMES}
+    metrics = {'miou': 'mIoU (%)', **{label: label for label in CLASSES}}
+
+    def __init__(self, points: int = 2048, k: int = 16, width: int = 32,
+                 rotation: str = 'up', name: str = 'segment_points'):
+        if rotation not in ROTATION:
+            raise ValueError(f"unknown rotation {rotation!r}; choose one of {tuple(ROTATION)}")
+        self.points, self.k, self.width, self.rotation, self.name = (points, k, width,
+                                                                     rotation, name)
+
+    def make_data(self):
+        return cortex_split()
+
+    def build(self, row: str) -> PointSegNet:
+        return make_model(row, self.width)
+
+    def pose(self, pos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A crop centred, scaled to about the unit ball and randomly rotated."""
+        return graphs.random_pose(pos, scale=RADIUS, rotate=self.rotation != 'none',
+                                  axis=ROTATION[self.rotation], generator=generator)
+
+    def sample(self, cloud: Cortex, batch_size: int, generator: torch.Generator):
+        balls = graphs.random_crops(cloud.pos, batch_size, radius=RADIUS, generator=generator)
+        index = [graphs.resample(ball, self.points, generator=generator) for ball in balls]
+        batch = graphs.collate_clouds([self.pose(cloud.pos[i], generator) for i in index],
+                                      y=[cloud.labels[i] for i in index], k=self.k, loop=True)
+        return batch, batch.y
+
+    def loss(self, model: nn.Module, row: str, batch: Batch, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(batch), y, ignore_index=-1)   # -1: the medial wall
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, cloud: Cortex) -> Dict[str, float]:
+        """Per-class IoU on every labelled point, from probabilities averaged over crops."""
+        model.eval()
+        g = torch.Generator().manual_seed(EVAL_SEED)
+        crops = [part for ball in graphs.covering_crops(cloud.pos, radius=RADIUS, generator=g)
+                 for part in graphs.split_crop(ball, self.points, generator=g)]
+        probs = graphs.predict_by_crops(model, cloud.pos, crops, k=self.k, loop=True,
+                                        transform=lambda pos: self.pose(pos, g))
+        return iou_scores(graphs.per_class_iou(probs.argmax(1), cloud.labels, len(CLASSES),
+                                               ignore_index=-1))
+
+    def trivial(self, train: Cortex, test: Cortex) -> Dict[str, Dict[str, float]]:
+        labels = train.labels[train.labels >= 0]
+        majority = int(torch.bincount(labels, minlength=len(CLASSES)).argmax())
+        pred = torch.full_like(test.labels, majority)
+        return {'majority': iou_scores(graphs.per_class_iou(pred, test.labels, len(CLASSES),
+                                                            ignore_index=-1))}
+
+    def macs_input(self, test: Cortex) -> tuple:
+        first = test.pos[:self.points]
+        return (graphs.point_cloud_to_data(self.pose(first, torch.Generator().manual_seed(0)),
+                                           k=self.k, loop=True),)
+
+    def config(self) -> Dict[str, object]:
+        return {'points': self.points, 'k': self.k, 'width': self.width,
+                'rotation': self.rotation, 'radius_mm': RADIUS, 'classes': list(CLASSES)}
+
+    def columns(self, result: Dict[str, object]) -> Dict[str, str]:
+        """mIoU and each class's IoU (mean ± std over seeds; a class's NaNs, where it was
+        neither in the targets nor predicted, left out)."""
+        row = {'model': str(result['model']), 'mIoU (%)': mean_std(result['miou'])}
+        for label in CLASSES:
+            values = [v for v in result[label] if not math.isnan(v)]
+            row[label] = mean_std(values or [math.nan])
+        return row
+
+
+def run(rows: List[str], budget: Budget, points: int = 2048, k: int = 16, width: int = 32,
+        rotation: str = 'up', out: str = ''):
+    """Every row at every seed of ``budget`` (``budget.batch_size`` crops per step); returns
+    :func:`experiment.run`'s ``(results, models, test)``. ``out``: the JSON's path (the
+    table goes beside it, as ``.md``)."""
+    folder, file = os.path.split(out)
+    task = PointsTask(points, k, width, rotation, os.path.splitext(file)[0] or 'segment_points')
+    left, right = task.make_data()
+    print(f"train: left hemisphere ({left.pos.size(0)} vertices), {budget.steps} steps of "
+          f"{budget.batch_size} balls of radius {RADIUS:.0f} mm resampled to {points} points, "
+          f"rotation {rotation!r}, k={k}; test: every labelled vertex of the mirrored right "
+          f"hemisphere; seeds {list(budget.seeds)}")
+    return experiment.run(task, rows, budget, (folder or '.') if out else None,
+                          data=(left, right))
 
 
 def main() -> None:
@@ -191,20 +182,21 @@ def main() -> None:
                         help="random rotations of every crop: about the up axis, 'full' "
                              "(any 3-D rotation) or 'none'")
     parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--out', default='outputs/segment_points.json')
+    parser.add_argument('--out', default='outputs/segment_points.json',
+                        help='the JSON (the Markdown table goes beside it)')
     parser.add_argument('--tiny', action='store_true', help='a seconds-long smoke run')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    global rotation
-    rotation = args.rotation
     if args.tiny:
         args.seeds, args.steps, args.crops, args.points, args.width = [0], 2, 1, 512, 8
+    # AdamW at 3e-3 with the one-cycle schedule's own default warm-up (30% of the steps).
+    budget = Budget(args.steps, args.crops, tuple(args.seeds), warmup=0.3)
     try:
-        results = run(args.rows, args.seeds, args.steps, args.crops, args.points, args.k,
-                      args.width, args.out)
+        results, _, _ = run(args.rows, budget, args.points, args.k, args.width, args.rotation,
+                            args.out)
     except MissingDataError as error:
         fail_with_hint(error)
-    print(markdown_table(results))
+    print(experiment.table(PointsTask(), results))
 
 
 if __name__ == '__main__':

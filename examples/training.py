@@ -5,7 +5,7 @@ import datetime
 import os
 import platform
 import statistics
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 
@@ -48,19 +48,6 @@ def mean_std(values: List[float]) -> str:
     if len(values) == 1:
         return f'{values[0]:.1f}'
     return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
-
-
-def summary(result: Dict[str, object], accuracy_name: str, unit: str) -> Dict[str, str]:
-    """A result row (numbers, one entry per seed) as a table row (formatted strings)."""
-    step: Optional[float] = result['cpu_s_per_step']  # type: ignore[assignment]
-    return {
-        'model': str(result['model']),
-        'mIoU (%)': mean_std(result['miou']),                       # type: ignore[arg-type]
-        accuracy_name: mean_std(result['pixel_acc']),               # type: ignore[arg-type]
-        'params': f"{result['params']:,}",
-        f'GMACs / {unit}': f"{result['macs'] / 1e9:.3f}",            # type: ignore[operator]
-        'CPU ms / train step': '-' if step is None else f'{1000 * step:.0f}',
-    }
 
 
 def run_environment() -> Dict[str, object]:

@@ -3,7 +3,7 @@
 This package builds graphs and knows nothing of layers; :mod:`graphattn` builds
 on it.
 """
-from .augment import random_rotate, random_rotation
+from .augment import random_pose, random_rotate, random_rotation
 from .bipartite import knn, radius
 from .collate import collate_clouds
 from .crop_inference import predict_by_crops
@@ -31,5 +31,6 @@ __all__ = [
     'latent_graph', 'latent_edge_index', 'LatentGraph', 'latent_to_networkx',
     # point-cloud toolkit: crops, augmentation, batching, crop inference, scores
     'crop', 'random_crops', 'covering_crops', 'resample', 'split_crop', 'random_rotation',
-    'random_rotate', 'collate_clouds', 'predict_by_crops', 'confusion_matrix', 'per_class_iou',
+    'random_rotate', 'random_pose', 'collate_clouds', 'predict_by_crops', 'confusion_matrix',
+    'per_class_iou',
 ]

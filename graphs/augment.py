@@ -1,5 +1,5 @@
-"""Random rotations of point clouds (augmentation: a model trained on rotated views
-has to read a label from the shape around a point, not from its coordinates)."""
+"""Random rotations and poses of point clouds (augmentation: a model trained on rotated
+views has to read a label from the shape around a point, not from its coordinates)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,9 +7,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .validation import check_points, check_positive_int
+from .validation import check_points, check_positive_float, check_positive_int
 
-__all__ = ['random_rotation', 'random_rotate']
+__all__ = ['random_rotation', 'random_rotate', 'random_pose']
 
 
 def random_rotation(dim: int = 3, *, axis: Optional[int] = None,
@@ -65,3 +65,38 @@ def random_rotate(pos: Tensor, *, axis: Optional[int] = None, center: bool = Fal
     if center and pos.size(0) > 0:
         pos = pos - pos.mean(0, keepdim=True)
     return pos @ rotation.t()
+
+
+def random_pose(pos: Tensor, *, scale: float = 1.0, rotate: bool = True,
+                axis: Optional[int] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+    r"""A crop of a cloud in a random pose: centred on its centroid, divided by ``scale``
+    and turned by :func:`random_rotation`,
+
+    .. math::
+        \mathbf{p}'_i = \frac{\mathbf{p}_i - \bar{\mathbf{p}}}{s} \, \mathbf{R}^\top
+
+    so that a model sees every crop at the same size and in some orientation, never at its
+    place in the whole cloud.
+
+    Args:
+        pos (Tensor): Coordinates ``(N, D)``.
+        scale (float, optional): :math:`s`, e.g. a crop's radius (the crop then fits
+            about the unit ball). (default: :obj:`1.0`)
+        rotate (bool, optional): Turn the crop; :obj:`False` only centres and scales it
+            (and draws nothing from ``generator``). (default: :obj:`True`)
+        axis (int, optional): Turn about this axis only (3-D, see
+            :func:`random_rotation`); :obj:`None`: any rotation.
+        generator (torch.Generator, optional): Source of the rotation.
+
+    Returns:
+        Tensor ``(N, D)``.
+    """
+    pos = check_points('pos', pos)
+    check_positive_float('scale', scale)
+    rotation = random_rotation(pos.size(1), axis=axis, generator=generator, dtype=pos.dtype,
+                               device=pos.device) if rotate else None
+    if pos.size(0) > 0:
+        # Centre, then scale (not the reverse): the demo's cortex numbers were made this way.
+        pos = (pos - pos.mean(0)) / scale
+    return pos if rotation is None else pos @ rotation.t()

@@ -61,12 +61,15 @@ def test_trivial_collage_predictor_scores_background_everywhere():
 
 
 def test_position_mlp_ignores_the_graph():
+    from torch_geometric.data import Data
     from segment_cortex import PositionMLP
     model = PositionMLP().eval()
     pos = torch.randn(10, 3)
-    edges = torch.randint(0, 10, (2, 30))
-    assert torch.equal(model(pos, edges, torch.randn(30, 3)), model(pos))
-    assert model(pos).shape == (10, 4)
+    one = Data(pos=pos, edge_index=torch.randint(0, 10, (2, 30)), edge_attr=torch.randn(30, 3))
+    other = Data(pos=pos, edge_index=torch.randint(0, 10, (2, 12)))
+    assert torch.equal(model(one), model(other))
+    assert torch.equal(model(one), model.mlp(pos))
+    assert model(one).shape == (10, 4)
 
 
 def test_inspect_graphs_example(real_data, tmp_path):
@@ -156,17 +159,18 @@ def test_lga_loss_sweep_tiny_run(real_data, tmp_path):
 
 def test_cortex_view_poses_keep_the_shape(real_data):
     from datasets import load_cortex
-    from segment_cortex import view
+    from segment_cortex import CortexTask
     cortex = load_cortex('left')
     keep = torch.arange(0, 32492, 64)
-    plain, labels = view(cortex, torch.Generator().manual_seed(0), keep, k=8, frame='template')
-    turned, same = view(cortex, torch.Generator().manual_seed(0), keep, k=8, frame='up')
-    tilted, _ = view(cortex, torch.Generator().manual_seed(0), keep, k=8, frame='any')
-    assert torch.equal(labels, same) and torch.equal(labels, cortex.labels[keep])
+
+    def view(frame):
+        return CortexTask(k=8, frame=frame).view(cortex, keep, torch.Generator().manual_seed(0))
+    plain, turned, tilted = view('template'), view('up'), view('any')
     centred = (cortex.pos[keep] - cortex.pos[keep].mean(0)) / 50.0
-    assert torch.allclose(plain.pos, centred)                  # the template frame, centred
+    assert torch.equal(plain.pos, centred)                     # the template frame, centred
     assert torch.allclose(turned.pos[:, 2], centred[:, 2], atol=1e-6)   # 'up' keeps heights
     assert not torch.allclose(turned.pos[:, :2], centred[:, :2], atol=1e-2)
+    assert not torch.allclose(tilted.pos[:, 2], centred[:, 2], atol=1e-2)
 
     def distances(p):   # explicit differences: cdist's matmul form loses small distances
         return (p[:, None] - p[None]).norm(dim=-1)
@@ -178,19 +182,6 @@ def test_cortex_view_poses_keep_the_shape(real_data):
     assert plain.edge_index.size(1) == 8 * keep.numel()
 
 
-def test_cortex_views_cover_every_vertex_once():
-    from segment_cortex import views
-    parts = views(1000, 96, torch.Generator().manual_seed(0))
-    assert len(parts) == 11 and max(p.numel() for p in parts) <= 96
-    assert torch.equal(torch.cat(parts).sort().values, torch.arange(1000))
-
-
-def test_cortex_pose_rejects_an_unknown_frame():
-    from segment_cortex import pose
-    with pytest.raises(ValueError, match="unknown frame 'tilted'; choose one of"):
-        pose(torch.randn(10, 3), 'tilted', torch.Generator())
-
-
 def _toy_cortex(n=300, seed=0):
     from datasets import Cortex
     g = torch.Generator().manual_seed(seed)
@@ -200,16 +191,34 @@ def _toy_cortex(n=300, seed=0):
                   hemisphere='toy')
 
 
+def test_cortex_views_cover_every_vertex_once():
+    from segment_cortex import CortexTask
+    parts = CortexTask(num_points=96).views(_toy_cortex(1000), torch.Generator().manual_seed(0))
+    assert len(parts) == 11 and max(p.numel() for p in parts) <= 96
+    assert torch.equal(torch.cat(parts).sort().values, torch.arange(1000))
+
+
+def test_cortex_task_rejects_an_unknown_frame_or_norm():
+    from segment_cortex import CortexTask, make_model
+    with pytest.raises(ValueError, match="unknown frame 'tilted'; choose one of"):
+        CortexTask(frame='tilted')
+    with pytest.raises(ValueError, match="unknown latent_norm 'group'"):
+        CortexTask(latent_norm='group')
+    with pytest.raises(ValueError, match="unknown context 'transformer'"):
+        make_model('transformer')
+
+
 @pytest.mark.parametrize('context', ['position-mlp', 'none', 'lga', 'latentgnn'])
 def test_cortex_prediction_is_a_distribution_at_every_vertex(context):
     import segment_cortex
     cortex = _toy_cortex()
+    task = segment_cortex.CortexTask(num_points=64, k=8)
     model = segment_cortex.make_model(context)
-    probs = segment_cortex.predict(model, cortex, num_points=64, k=8)
+    probs = task.predict(model, cortex)
     assert probs.shape == (300, 4)
     assert torch.allclose(probs.sum(1), torch.ones(300), atol=1e-5)
     # the same seed gives the same views and poses, so the same probabilities
-    assert torch.equal(probs, segment_cortex.predict(model, cortex, num_points=64, k=8))
+    assert torch.equal(probs, task.predict(model, cortex))
 
 
 def test_cortex_latentgnn_views_are_independent():
@@ -219,30 +228,68 @@ def test_cortex_latentgnn_views_are_independent():
     torch.manual_seed(0)
     model = segment_cortex.make_model('latentgnn').eval()
     clouds = [torch.randn(40, 3), torch.randn(50, 3)]
-    batch = graphs.collate_clouds(clouds, k=8)
-    together = segment_cortex.logits(model, batch)
-    alone = segment_cortex.logits(model, graphs.collate_clouds(clouds[:1], k=8))
+    together = model(graphs.collate_clouds(clouds, k=8))
+    alone = model(graphs.collate_clouds(clouds[:1], k=8))
     assert torch.allclose(together[:40], alone, atol=1e-5)
 
 
 def test_cortex_training_uses_the_same_views_for_every_model():
+    import experiment
     import segment_cortex
-    cortex = _toy_cortex(n=200)
-    seen = []
-    original = segment_cortex.pose
 
-    def spy(pos, frame, generator):
-        seen.append(pos.clone())
-        return original(pos, frame, generator)
-    segment_cortex.pose = spy
-    try:
-        for context in ('position-mlp', 'none'):
-            segment_cortex.train_model(context, cortex, steps=2, num_points=50, k=4, seed=3,
-                                       progress=False, views_per_step=2)
-    finally:
-        segment_cortex.pose = original
-    assert len(seen) == 8
-    assert all(torch.equal(a, b) for a, b in zip(seen[:4], seen[4:]))
+    class Spy(segment_cortex.CortexTask):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seen = []
+
+        def pose(self, pos, generator):
+            self.seen.append(pos.clone())
+            return super().pose(pos, generator)
+    cortex = _toy_cortex(n=200)
+    task = Spy(num_points=50, k=4)
+    for context in ('position-mlp', 'none'):
+        experiment.fit(task, context, cortex, experiment.Budget(2, 2), seed=3)
+    assert len(task.seen) == 8
+    assert all(torch.equal(a, b) for a, b in zip(task.seen[:4], task.seen[4:]))
+    # a step's views are parts of one covering: no vertex twice
+    step = torch.cat(task.seen[:2])
+    assert step.shape == (100, 3) and torch.unique(step, dim=0).size(0) == 100
+
+
+def test_cortex_run_scores_every_row_and_repeats_at_a_seed(tmp_path):
+    """Through experiment.run: the majority row, then every trained row with its scores
+    per seed; the same seed twice gives the same numbers, another seed others."""
+    import experiment
+    import segment_cortex
+    task = segment_cortex.CortexTask(num_points=50, k=4, frame='template')
+    data = (_toy_cortex(200, seed=1), _toy_cortex(120, seed=2))
+    for cortex in data:   # a class per quadrant of the (x, y) plane: learnable from positions
+        cortex.labels[:] = (cortex.pos[:, 0] > 0).long() + 2 * (cortex.pos[:, 1] > 0).long()
+    budget = experiment.Budget(12, 2, seeds=(0, 0, 1))
+    results, models, _ = experiment.run(task, list(segment_cortex.MODELS), budget,
+                                        str(tmp_path), data=data, say=lambda *a, **k: None)
+    assert [r['key'] for r in results] == ['majority', *segment_cortex.MODELS]
+    assert set(models) == set(segment_cortex.MODELS)
+    for row in results[1:]:
+        assert row['seeds'] == [0, 0, 1]
+        assert row['miou'][0] == row['miou'][1] and row['pixel_acc'][0] == row['pixel_acc'][1]
+        assert all(0 <= v <= 100 for v in row['miou'] + row['pixel_acc'])
+        assert row['params'] > 0 and row['macs'] > 0
+    # the seed is used: another seed starts from other weights and batches
+    assert all(r['loss_every_10_steps'][0] == r['loss_every_10_steps'][1] and
+               r['loss_every_10_steps'][0] != r['loss_every_10_steps'][2] for r in results[1:])
+    assert len({r['pixel_acc'][0] for r in results}) > 2   # the models learnt different things
+    majority = results[0]
+    counts = torch.bincount(data[0].labels[data[0].labels >= 0], minlength=4)
+    test = data[1].labels[data[1].labels >= 0]
+    assert majority['pixel_acc'][0] == pytest.approx(
+        100 * float((test == counts.argmax()).float().mean()))
+    table = experiment.table(task, results)
+    assert '| trivial: majority class |' in table
+    assert "| base + LatentGNN (norm='batch') |" in table
+    assert 'GMACs / 50-point view' in table
+    saved = json.loads((tmp_path / 'cortex.json').read_text())
+    assert saved['config']['frame'] == 'template' and saved['config']['batch_size'] == 2
 
 
 def test_cortex_lookup_copies_the_nearest_labelled_vertex():
@@ -277,18 +324,24 @@ def test_context_rows_share_the_base_weights_at_a_seed(build, context):
         assert torch.equal(value, base[key]), key
 
 
-@pytest.mark.parametrize('module, cls, rows', [
-    ('segment_cortex', 'PointSeg', ('lga', 'latentgnn')),
-    ('segment_points', 'Segmenter', ('lga', 'latentgnn')),
+@pytest.mark.parametrize('module, rows', [
+    ('segment_cortex', ('none', 'lga', 'latentgnn')),
+    ('segment_points', ('base', 'lga', 'latentgnn', 'latentgnn-batch', 'lga-neighbor',
+                        'lga-pair')),
 ])
-def test_point_context_rows_share_the_base_weights_at_a_seed(module, cls, rows):
-    make = getattr(__import__(module), cls)
-    base_name = 'none' if module == 'segment_cortex' else 'base'
+def test_point_context_rows_share_the_base_weights_at_a_seed(module, rows):
+    """Both point-cloud scripts build models.PointSegNet: at one seed every row holds the
+    base's weights, and only its block is its own."""
+    from models import PointSegNet
+    make = __import__(module).make_model
     torch.manual_seed(3)
-    base = make(base_name).state_dict()
-    for name in rows:
+    base = make(rows[0]).state_dict()
+    for name in rows[1:]:
         torch.manual_seed(3)
-        row = make(name).state_dict()
-        for key, value in row.items():
-            if not key.startswith('context.'):
-                assert torch.equal(value, base[key]), (name, key)
+        model = make(name)
+        assert isinstance(model, PointSegNet) and model.context is not None
+        row = model.state_dict()
+        shared = {k: v for k, v in row.items() if not k.startswith('context.')}
+        assert shared.keys() == base.keys() and len(row) > len(shared), name
+        for key, value in shared.items():
+            assert torch.equal(value, base[key]), (name, key)

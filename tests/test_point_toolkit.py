@@ -185,6 +185,53 @@ def test_random_rotate_keeps_distances_and_is_deterministic():
         generator=torch.Generator().manual_seed(3), dtype=torch.float64).t())
 
 
+
+def _brute_pose(pos, scale, rotation=None):
+    """Centroid by a Python sum over the points, each point centred, scaled and multiplied
+    by the rotation one coordinate at a time."""
+    n, d = pos.shape
+    centroid = [sum(float(pos[i, c]) for i in range(n)) / n for c in range(d)]
+    posed = [[(float(pos[i, c]) - centroid[c]) / scale for c in range(d)] for i in range(n)]
+    if rotation is not None:
+        posed = [[sum(float(rotation[r, c]) * p[c] for c in range(d)) for r in range(d)]
+                 for p in posed]
+    return torch.tensor(posed, dtype=torch.float64)
+
+
+@pytest.mark.parametrize('axis', [None, 2])
+def test_random_pose_centres_scales_and_turns_like_a_brute_force_pose(axis):
+    pos = _cloud(40).double() * 80 + 5
+    posed = graphs.random_pose(pos, scale=50.0, axis=axis,
+                               generator=torch.Generator().manual_seed(4))
+    rotation = graphs.random_rotation(axis=axis, generator=torch.Generator().manual_seed(4),
+                                      dtype=torch.float64)
+    torch.testing.assert_close(posed, _brute_pose(pos, 50.0, rotation), atol=1e-12, rtol=0)
+    torch.testing.assert_close(posed.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12,
+                               rtol=0)
+    if axis is not None:   # a turn about the up axis keeps every height
+        torch.testing.assert_close(posed[:, 2], _brute_pose(pos, 50.0)[:, 2], atol=1e-12,
+                                   rtol=0)
+    # the same generator state, the same pose
+    assert torch.equal(posed, graphs.random_pose(pos, scale=50.0, axis=axis,
+                                                 generator=torch.Generator().manual_seed(4)))
+
+
+def test_random_pose_without_rotation_only_centres_and_scales_and_draws_nothing():
+    pos = _cloud(30).double()
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    posed = graphs.random_pose(pos, scale=0.5, rotate=False, generator=g)
+    torch.testing.assert_close(posed, _brute_pose(pos, 0.5), atol=1e-12, rtol=0)
+    assert torch.equal(g.get_state(), state)
+    # float32: the centroid is subtracted before the scale is divided (the order fixes the
+    # rounding, and with it every number a model trained on posed crops produces)
+    pos32 = _cloud(30) * 100
+    assert torch.equal(graphs.random_pose(pos32, scale=50.0, rotate=False),
+                       (pos32 - pos32.mean(0)) / 50.0)
+    assert graphs.random_pose(torch.zeros(0, 3), scale=2.0).shape == (0, 3)
+    with pytest.raises(ValueError, match="'scale'"):
+        graphs.random_pose(pos, scale=0.0)
+
 # --------------------------------------------------------------- collation
 def test_collate_clouds_builds_one_knn_graph_per_cloud():
     g = torch.Generator().manual_seed(0)
@@ -329,8 +376,7 @@ def test_metrics_arguments():
 
 def test_exports():
     for name in ('crop', 'random_crops', 'covering_crops', 'resample', 'split_crop',
-                 'random_rotation',
-                 'random_rotate', 'collate_clouds', 'predict_by_crops', 'confusion_matrix',
-                 'per_class_iou'):
+                 'random_rotation', 'random_rotate', 'random_pose', 'collate_clouds',
+                 'predict_by_crops', 'confusion_matrix', 'per_class_iou'):
         assert name in graphs.__all__ and callable(getattr(graphs, name))
     assert len(set(graphs.__all__)) == len(graphs.__all__)   # no name listed twice
