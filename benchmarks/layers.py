@@ -15,13 +15,18 @@ around each pass, and the JSON is written as ``<suite>-cuda.json`` with the
 GPU's name.
 
 Suites:
-* ``lga``: every path that LGA2d accepts (:func:`lga_paths`: today ``fused``
-  and ``message_passing``; a new value of its ``path=`` argument is picked up
-  without a change here), a depthwise-separable 3x3 convolution stack of the
+* ``lga``: every path that LGA2d accepts (:func:`lga_paths`: today ``fused``,
+  ``compiled`` and ``message_passing``; a new value of its ``path=`` argument is
+  picked up without a change here), the kernel paths again with
+  ``recompute=True`` (``fused-recompute``, ``compiled-recompute``: each layer
+  recomputed in the backward pass, keeping only its input), a depthwise-separable 3x3 convolution stack of the
   same depth and width (``separable``: the cheap local-context baseline), a
   naive ``F.unfold`` implementation of LGA's maths (``unfold``) and a plain
   copy of the layer's input (``copy``: read + write of B*C*H*W floats, the
-  memory-bandwidth floor of one layer); C = 64, L = 4, batch 2.
+  memory-bandwidth floor of one layer); C = 64, L = 4, batch 2. LGA2d is the
+  plain stack (``residual=False, norm='none'``, the function the unfold
+  baseline computes) unless ``--stack default`` asks for its default
+  pre-norm residual stack (the baselines are the same either way).
 * ``latentgnn``: LatentGNN2d fused path, its message-passing path, the authors'
   computation as batched matrix products (written here from the paper's
   equations, laid out as in their code) and a non-local block (embedded
@@ -143,6 +148,9 @@ class NonLocal2d(nn.Module):
 # -------------------------------------------------------------------- cases --
 LGA_CHANNELS, LGA_LAYERS, BATCH = 64, 4, 2
 CHANNELS_LAST = False  # --channels-last: the LGA inputs in torch.channels_last memory
+STACK = 'plain'  # --stack: LGA2d's plain stack (the unfold baseline's function) or 'default'
+STACKS = {'plain': dict(residual=False, norm='none'), 'default': {}}
+RECOMPUTE = '-recompute'  # an LGA impl name ending so runs that path with recompute=True
 LGA_BASELINES = ['separable', 'unfold', 'copy']
 LATENT_IMPLS = ['fused', 'message_passing', 'authors', 'nonlocal']
 
@@ -166,7 +174,10 @@ def lga_paths() -> List[str]:
 
 
 def impls(suite: str) -> List[str]:
-    return lga_paths() + LGA_BASELINES if suite == 'lga' else list(LATENT_IMPLS)
+    if suite != 'lga':
+        return list(LATENT_IMPLS)
+    paths = lga_paths()
+    return paths + [p + RECOMPUTE for p in paths if p != 'message_passing'] + LGA_BASELINES
 
 
 def build(suite: str, impl: str, size: int, device: str = 'cpu'):
@@ -184,10 +195,12 @@ def build(suite: str, impl: str, size: int, device: str = 'cpu'):
         elif impl == 'separable':
             module = SeparableStack(LGA_CHANNELS, LGA_LAYERS)
         else:
-            # The plain stack, the function the unfold baseline computes: these rows time
-            # the attention kernels; the default's per-layer LayerNorm and sum come on top.
-            module = LGA2d(LGA_CHANNELS, num_layers=LGA_LAYERS, path=impl, residual=False,
-                           norm='none')
+            # By default the plain stack, the function the unfold baseline computes: these
+            # rows time the attention kernels; the default's per-layer LayerNorm and sum
+            # come on top (--stack default).
+            path = impl[:-len(RECOMPUTE)] if impl.endswith(RECOMPUTE) else impl
+            module = LGA2d(LGA_CHANNELS, num_layers=LGA_LAYERS, path=path,
+                           recompute=impl.endswith(RECOMPUTE), **STACKS[STACK])
         return module.to(device), x
     x = torch.randn(BATCH, 256, size, size, device=device, requires_grad=True)
     if impl == 'authors':
@@ -282,6 +295,7 @@ def case_row(suite: str, impl: str, size: int, alloc: str, env: Dict[str, str],
         args = [suite, impl, str(size), '--repeats', str(s.repeats), '--device', s.device,
                 '--threads', str(s.threads), '--batch', str(BATCH)]
         args += ['--channels-last'] if CHANNELS_LAST else []
+        args += ['--stack', STACK] if suite == 'lga' else []
         if s.budget is not None:
             args += ['--budget', str(s.budget)]
         result = run_case_in_subprocess(__file__, args, s.timeout, env=env)
@@ -291,6 +305,8 @@ def case_row(suite: str, impl: str, size: int, alloc: str, env: Dict[str, str],
     row: Dict[str, object] = {'size': f'{size}x{size}', 'batch': BATCH,
                               'layout': 'channels_last' if CHANNELS_LAST else 'NCHW', 'alloc': alloc,
                               'impl': impl}
+    if suite == 'lga':
+        row['stack'] = STACK
     if 'error' in result:
         row.update({'ms': '', 'peak MiB': '', 'note': result['error']})
     else:
@@ -420,7 +436,7 @@ def ratio_cell(lo: Dict[str, object], hi: Dict[str, object]) -> str:
 
 
 def main(argv=None) -> None:
-    global BATCH, CHANNELS_LAST  # the case processes get them as flags
+    global BATCH, CHANNELS_LAST, STACK  # the case processes get them as flags
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--suites', nargs='+', default=['lga', 'latentgnn'],
                         choices=['lga', 'latentgnn'])
@@ -442,10 +458,14 @@ def main(argv=None) -> None:
                         help=f'maps per batch (default {BATCH}; the GPU target uses 8)')
     parser.add_argument('--channels-last', action='store_true',
                         help='LGA inputs in torch.channels_last memory (default: NCHW)')
+    parser.add_argument('--stack', choices=list(STACKS), default=STACK,
+                        help="LGA2d's stack in the lga suite: 'plain' (residual=False, "
+                             "norm='none', the unfold baseline's function; default) or "
+                             "'default' (the module's defaults)")
     parser.add_argument('--case', nargs=3, metavar=('SUITE', 'IMPL', 'SIZE'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    BATCH, CHANNELS_LAST = args.batch, args.channels_last
+    BATCH, CHANNELS_LAST, STACK = args.batch, args.channels_last, args.stack
     check_device(args.device)
     budget = args.budget or None
     if args.case:

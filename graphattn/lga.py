@@ -7,6 +7,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 from torch.nn import Module, ModuleList
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data.data import BaseData
 from torch_geometric.nn.dense.linear import Linear
 
@@ -50,7 +51,8 @@ class LGABase(Module):
                  groups: int = 1, act: Union[str, Callable, None] = 'relu',
                  act_kwargs: Optional[dict] = None, fuse: bool = False, bias: bool = True,
                  chunk_size: Optional[int] = None, path: str = 'auto', residual: bool = True,
-                 norm: str = 'layer', output_init: str = 'identity') -> None:
+                 norm: str = 'layer', output_init: str = 'identity',
+                 recompute: bool = False) -> None:
         super().__init__()
         check_positive_int('in_channels', in_channels)
         latent_channels = in_channels if latent_channels is None else latent_channels
@@ -60,6 +62,7 @@ class LGABase(Module):
         check_flag('fuse', fuse)
         check_flag('concat', concat)
         check_flag('residual', residual)
+        check_flag('recompute', recompute)
         check_choice('norm', norm, LAYER_NORMS)
         check_choice('output_init', output_init, OUTPUT_INITS)
         if concat and latent_channels % heads:
@@ -81,6 +84,7 @@ class LGABase(Module):
         self.residual = residual
         self.norm = norm
         self.output_init = output_init
+        self.recompute = recompute
         self.path = check_path(path, LGA_PATHS)
         self.out_channels = in_channels if fuse else in_channels + latent_channels
 
@@ -140,19 +144,40 @@ class LGABase(Module):
 
     def layers(self, h: Tensor, graph: LGAGraph, need_attention: bool
                ) -> Tuple[Tensor, List[Any]]:
-        """Run every layer on the prepared graph; the attention of each when asked."""
+        """Run every layer on the prepared graph; the attention of each when asked.
+
+        With ``recompute=True`` (and gradients on) each layer's norm and
+        :class:`~graphattn.LGAConv` run under a non-reentrant
+        :func:`torch.utils.checkpoint.checkpoint`: the backward keeps only the
+        layer's input and runs the layer again to get the rest. A batch norm
+        stays outside it, so that its running statistics are updated once."""
         attention: List[Any] = []
         if self.norm == 'batch':
             check_batch_norm_nodes('x', h.numel() // h.size(-1), 'batch', self.training)
+        recompute = self.recompute and torch.is_grad_enabled()
         for i, conv in enumerate(self.convs):
-            z = h if self.norms is None else self._normed(self.norms[i], h)
+            norm = None if self.norms is None else self.norms[i]
+            if recompute:
+                z = h
+                if isinstance(norm, torch.nn.BatchNorm1d):
+                    z, norm = self._normed(norm, h), None
+                out = checkpoint(self._layer, conv, norm, z, graph, need_attention,
+                                 use_reentrant=False)
+            else:
+                out = self._layer(conv, norm, h, graph, need_attention)
             if need_attention:
-                z, att = conv(z, graph, return_attention_weights=True)
+                z, att = out
                 attention.append(att)
             else:
-                z = conv(z, graph)
+                z = out
             h = h + z if self.residual else z
         return h, attention
+
+    def _layer(self, conv: LGAConv, norm: Optional[Module], h: Tensor, graph: LGAGraph,
+               need_attention: bool) -> Any:
+        """One layer without its residual sum: ``conv(norm(h))`` (with its attention)."""
+        z = h if norm is None else self._normed(norm, h)
+        return conv(z, graph, return_attention_weights=need_attention)
 
     @staticmethod
     def _normed(norm: Module, h: Tensor) -> Tensor:
@@ -178,7 +203,7 @@ class LGABase(Module):
             groups=(self.groups, 1), fuse=(self.fuse, False),
             chunk_size=(conv.chunk_size, None), path=(self.path, 'auto'),
             residual=(self.residual, True), norm=(self.norm, 'layer'),
-            output_init=(self.output_init, 'identity'))
+            output_init=(self.output_init, 'identity'), recompute=(self.recompute, False))
 
 
 class LGA(LGABase):
@@ -277,6 +302,13 @@ class LGA(LGABase):
             initialisation, 0.1/0.2). Unused with ``fuse=False``, whose
             output already carries :math:`\mathbf{x}` unchanged.
             (default: :obj:`'identity'`)
+        recompute (bool, optional): Keep only each layer's input for the
+            backward pass and run the layer (norm and
+            :class:`~graphattn.LGAConv`) again there, through a non-reentrant
+            :func:`torch.utils.checkpoint.checkpoint`: less memory for more
+            time, the same outputs and gradients. A batch norm stays outside
+            the recomputation, so that its running statistics are updated
+            once. (default: :obj:`False`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, C)` or

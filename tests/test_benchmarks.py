@@ -63,6 +63,20 @@ def test_lga_cases_include_every_path_and_the_baselines():
     assert names[-3:] == ['separable', 'unfold', 'copy']
 
 
+def test_recompute_rows_and_stacks_build_what_they_name(monkeypatch):
+    """'<path>-recompute' is that path with recompute=True; --stack picks the stack."""
+    names = layers.impls('lga')
+    assert {'fused-recompute', 'compiled-recompute'} <= set(names)
+    assert 'message_passing-recompute' not in names
+    module, _ = layers.build('lga', 'fused-recompute', 8)
+    assert (module.path, module.recompute, module.residual, module.norm) == (
+        'fused', True, False, 'none')
+    monkeypatch.setattr(layers, 'STACK', 'default')
+    module, _ = layers.build('lga', 'compiled', 8)
+    assert (module.path, module.recompute, module.residual, module.norm) == (
+        'compiled', False, True, 'layer')
+
+
 @pytest.mark.parametrize('impl', layers.impls('lga'))
 def test_lga_cases_run(impl):
     result = layers.run_case('lga', impl, 8, repeats=1)

@@ -17,6 +17,8 @@ from graphattn import LGA, LGA2d, LGAConv, LGALoss
     (LGA2d(64, num_layers=4), 'LGA2d(64, latent_channels=64, num_layers=4)'),
     (LGA2d(64, 32, connectivity=4, dilation=2, path='fused'),
      "LGA2d(64, latent_channels=32, num_layers=3, connectivity=4, dilation=2, path='fused')"),
+    (LGA2d(64, num_layers=4, residual=False, norm='none', recompute=True),
+     "LGA2d(64, latent_channels=64, num_layers=4, residual=False, norm='none', recompute=True)"),
     (LGALoss(), "LGALoss(margin=1.0, divergence='sym_kl', num_random_pairs=0)"),
     (LGALoss(ignore_index=255, reduction='sum'),
      "LGALoss(margin=1.0, divergence='sym_kl', num_random_pairs=0, ignore_index=255, "
