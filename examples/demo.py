@@ -1,6 +1,6 @@
 """graphattn's main job: context modules on real images and a real point cloud.
 
-    ./tasks.sh demo            # short run, one seed: about 8 minutes on 2 quiet CPU cores
+    ./tasks.sh demo            # short run, one seed: about 5 minutes on 2 quiet CPU cores
     ./tasks.sh demo --full     # the full-length experiments, 3 seeds (mean +- std)
 
 Trains the same small networks with and without LGA / LatentGNN (and a non-local

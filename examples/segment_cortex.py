@@ -110,7 +110,29 @@ def scores(pred: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
                                                        ignore_index=-1))
 
 
-class CortexTask(Task):
+class PosedCloudsTask(Task):
+    """What the two cortex tasks share (this one and ``segment_points.PointsTask``): a training
+    batch is some samples of a labelled hemisphere, each posed by :meth:`pose`, collated into
+    one batch of kNN graphs (``k`` with the self-loop); the loss leaves out the medial wall."""
+
+    k: int = 16
+
+    def pose(self, pos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def posed_batch(self, cortex: Cortex, samples: List[torch.Tensor],
+                    generator: torch.Generator):
+        """``(batch, labels)`` of the vertex index sets ``samples``, each posed afresh."""
+        batch = graphs.collate_clouds([self.pose(cortex.pos[i], generator) for i in samples],
+                                      y=[cortex.labels[i] for i in samples], k=self.k,
+                                      loop=True)
+        return batch, batch.y
+
+    def loss(self, model: nn.Module, row: str, batch: Batch, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(batch), y, ignore_index=-1)   # -1: the medial wall
+
+
+class CortexTask(PosedCloudsTask):
     """Left hemisphere -> mirrored right hemisphere, in views of ``num_points`` vertices
     posed as ``frame`` says; a batch is ``batch_size`` views of one covering of the left
     hemisphere, as kNN graphs (``k`` with the self-loop)."""
@@ -150,13 +172,7 @@ class CortexTask(Task):
                                  generator=generator)
 
     def sample(self, left: Cortex, batch_size: int, generator: torch.Generator):
-        chosen = self.views(left, generator)[:batch_size]
-        batch = graphs.collate_clouds([self.pose(left.pos[i], generator) for i in chosen],
-                                      y=[left.labels[i] for i in chosen], k=self.k, loop=True)
-        return batch, batch.y
-
-    def loss(self, model: nn.Module, row: str, batch: Batch, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(batch), y, ignore_index=-1)   # -1: the medial wall
+        return self.posed_batch(left, self.views(left, generator)[:batch_size], generator)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, right: Cortex) -> torch.Tensor:

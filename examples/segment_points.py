@@ -32,16 +32,15 @@ import os
 from typing import Dict, List
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch_geometric.data import Batch
 
 import experiment
 import graphs
 from datasets import Cortex, MissingDataError, cortex_split, fail_with_hint
-from experiment import Budget, Task
+from experiment import Budget
 from graphattn import LGA, LatentGNN
 from models import PointSegNet
+from segment_cortex import PosedCloudsTask
 from training import mean_std
 
 CLASSES = Cortex.MESULAM_CLASSES
@@ -79,7 +78,7 @@ def iou_scores(iou: torch.Tensor) -> Dict[str, float]:
             **{label: 100 * float(iou[c]) for c, label in enumerate(CLASSES)}}
 
 
-class PointsTask(Task):
+class PointsTask(PosedCloudsTask):
     """Random balls of the left hemisphere, resampled to ``points`` points and posed as
     ``rotation`` says; covering balls of the mirrored right hemisphere at test. The JSON
     and table are ``<name>.json`` and ``<name>.md``."""
@@ -108,12 +107,7 @@ class PointsTask(Task):
     def sample(self, cloud: Cortex, batch_size: int, generator: torch.Generator):
         balls = graphs.random_crops(cloud.pos, batch_size, radius=RADIUS, generator=generator)
         index = [graphs.resample(ball, self.points, generator=generator) for ball in balls]
-        batch = graphs.collate_clouds([self.pose(cloud.pos[i], generator) for i in index],
-                                      y=[cloud.labels[i] for i in index], k=self.k, loop=True)
-        return batch, batch.y
-
-    def loss(self, model: nn.Module, row: str, batch: Batch, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(batch), y, ignore_index=-1)   # -1: the medial wall
+        return self.posed_batch(cloud, index, generator)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, cloud: Cortex) -> Dict[str, float]:
