@@ -132,7 +132,6 @@ class AblationTask(CollageTask):
             channels = model.enc3[-1][0].out_channels
             model.context = LGA2d(channels, num_layers=variant.num_layers, fuse=True,
                                   **variant.lga)
-        model.variant = variant      # for evaluate, which is not told the row
         return model
 
     def loss(self, model, row: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -143,11 +142,11 @@ class AblationTask(CollageTask):
         return (F.cross_entropy(logits, y)
                 + variant.weight * self.criteria[variant.loss_form](extra, y))
 
-    def evaluate(self, model, test) -> Dict[str, float]:
+    def evaluate(self, model, row: str, test) -> Dict[str, float]:
         """mIoU and pixel accuracy; with a loss form, also the trained model's LGALoss on
         ``test`` (whether the term was minimised)."""
-        scores = super().evaluate(model, test)
-        form = model.variant.loss_form
+        scores = super().evaluate(model, row, test)
+        form = self.variants[row].loss_form
         if form:
             scores['test_lga_loss'] = lga_loss_on(model, test, self.criteria[form], form)
         return scores

@@ -193,7 +193,7 @@ class FashionCollages(torch.utils.data.Dataset):
                 side = 28 * scale
                 row = int(torch.randint(self.size - side + 1, (1,), generator=g))
                 col = int(torch.randint(self.size - side + 1, (1,), generator=g))
-                if self.overlap or not any(_intersect((row, col, side), b) for b in boxes):
+                if self.overlap or not any(boxes_intersect((row, col, side), b) for b in boxes):
                     break
             else:
                 continue   # no free place found: the collage gets fewer items
@@ -210,7 +210,7 @@ class FashionCollages(torch.utils.data.Dataset):
         return c.image, c.label
 
 
-def _intersect(a: Tuple[int, int, int], b: Tuple[int, int, int]) -> bool:
+def boxes_intersect(a: Tuple[int, int, int], b: Tuple[int, int, int]) -> bool:
     """Whether two square boxes ``(row, col, side)`` share a pixel."""
     return (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[2]
             and b[1] < a[1] + a[2])

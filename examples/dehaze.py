@@ -106,7 +106,7 @@ class DehazeTask(Task):
     def loss(self, model, row: str, hazy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(model(hazy), clean)
 
-    def evaluate(self, model, test) -> Dict[str, float]:
+    def evaluate(self, model, row: str, test) -> Dict[str, float]:
         return evaluate(model, test)
 
     def trivial(self, train, test) -> Dict[str, Dict[str, float]]:

@@ -96,8 +96,8 @@ class Task:
         """One training batch ``(inputs, target)``, drawn with ``generator`` only."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, test: Any) -> Dict[str, Any]:
-        """Test scores of a trained model (``model.eval()`` is the task's to call)."""
+    def evaluate(self, model: nn.Module, row: str, test: Any) -> Dict[str, Any]:
+        """Test scores of ``row``'s trained model (``model.eval()`` is the task's to call)."""
         raise NotImplementedError
 
     # -- what a task may change ---------------------------------------------------------------
@@ -227,7 +227,7 @@ def run(task: Task, rows: Sequence[str], budget: Budget, out: Optional[str] = No
     for seed in budget.seeds:
         for row in rows:
             fitted = fit(task, row, train, budget, seed, progress)
-            scores = task.evaluate(fitted.model, test)
+            scores = task.evaluate(fitted.model, row, test)
             if row not in results:
                 model = fitted.model
                 device = next(model.parameters()).device

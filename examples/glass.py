@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets import (DEHAZE_TEST_PHOTOS, DEHAZE_TRAIN_PHOTOS, load_fashion_mnist, load_photo,
-                      stable_seed)
+from datasets import (DEHAZE_TEST_PHOTOS, DEHAZE_TRAIN_PHOTOS, boxes_intersect,
+                      load_fashion_mnist, load_photo, stable_seed)
 
 #: Fashion-MNIST pixels above this are part of an item's silhouette.
 THRESHOLD = 0.1
@@ -203,7 +203,7 @@ class GlassScenes(torch.utils.data.Dataset):
                 side = int(torch.randint(self.sides[0], self.sides[1] + 1, (1,), generator=g))
                 row = int(torch.randint(s - side + 1, (1,), generator=g))
                 col = int(torch.randint(s - side + 1, (1,), generator=g))
-                if not any(_intersect((row, col, side), b) for b in boxes):
+                if not any(boxes_intersect((row, col, side), b) for b in boxes):
                     break
             else:
                 continue
@@ -219,12 +219,6 @@ class GlassScenes(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         sc = self.scene(index)
         return sc.image, sc.label
-
-
-def _intersect(a: Tuple[int, int, int], b: Tuple[int, int, int]) -> bool:
-    """Whether two square boxes ``(row, col, side)`` share a pixel."""
-    return (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[2]
-            and b[1] < a[1] + a[2])
 
 
 # --- Receptive field and interior -----------------------------------------------------------

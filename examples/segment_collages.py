@@ -90,7 +90,7 @@ class CollageTask(Task):
         logits, latent = model(x, return_latent=True)
         return F.cross_entropy(logits, y) + self.lga_loss_weight * self.contrastive(latent, y)
 
-    def evaluate(self, model, test) -> Dict[str, float]:
+    def evaluate(self, model, row: str, test) -> Dict[str, float]:
         return evaluate(model, test)
 
     def trivial(self, train, test) -> Dict[str, Dict[str, float]]:

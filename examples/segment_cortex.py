@@ -184,7 +184,7 @@ class CortexTask(PosedCloudsTask):
         return graphs.predict_by_crops(model, right.pos, crops, k=self.k, loop=True,
                                        transform=lambda pos: self.pose(pos, g))
 
-    def evaluate(self, model: nn.Module, right: Cortex) -> Dict[str, float]:
+    def evaluate(self, model: nn.Module, row: str, right: Cortex) -> Dict[str, float]:
         return scores(self.predict(model, right).argmax(1), right.labels)
 
     def trivial(self, left: Cortex, right: Cortex) -> Dict[str, Dict[str, float]]:

@@ -40,10 +40,11 @@ import experiment
 from datasets import MissingDataError, fail_with_hint, load_fashion_mnist
 from experiment import Budget, Task
 from glass import GlassScenes, interior_mask, receptive_field, stack_scenes
-from models import NonLocal2d, conv_block
+import models
+from models import conv_block
 from training import confusion_matrix, markdown_table, mean_std, segmentation_scores
 
-from graphattn import LatentGNN2d, LGA2d
+from graphattn import LGA2d
 
 #: The task: canvas side, objects per scene, object box sides (px), background zoom.
 TASK = dict(size=64, objects=(1, 2), sides=(36, 64), zoom=(1.0, 2.0))
@@ -74,10 +75,8 @@ def context_block(row: str, channels: int) -> nn.Module:
         depth, _, version = row[3:].partition('-')
         return LGA2d(channels, num_layers=int(depth), fuse=True,
                      **(LGA_0_2 if version == '0.2' else {}))
-    if row == 'latentgnn':
-        return LatentGNN2d(channels, latent_dims=[32], channel_stride=4)
-    if row == 'nonlocal':
-        return NonLocal2d(channels)
+    if row in ('latentgnn', 'nonlocal'):   # the collage network's blocks, unchanged
+        return models.context_block(row, channels)
     raise ValueError(f"unknown row {row!r}; choose one of {ROWS}")
 
 
@@ -251,7 +250,7 @@ class GlassTask(Task):
             x, y = x.flip(-1), y.flip(-1)
         return x, y
 
-    def evaluate(self, model: nn.Module, test: dict) -> Dict[str, object]:
+    def evaluate(self, model: nn.Module, row: str, test: dict) -> Dict[str, object]:
         return evaluate(model, test, self.field)
 
     def trivial(self, train: dict, test: dict) -> Dict[str, Dict[str, object]]:

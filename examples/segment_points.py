@@ -110,7 +110,7 @@ class PointsTask(PosedCloudsTask):
         return self.posed_batch(cloud, index, generator)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, cloud: Cortex) -> Dict[str, float]:
+    def evaluate(self, model: nn.Module, row: str, cloud: Cortex) -> Dict[str, float]:
         """Per-class IoU on every labelled point, from probabilities averaged over crops."""
         model.eval()
         g = torch.Generator().manual_seed(EVAL_SEED)

@@ -34,7 +34,7 @@ class ToyTask(Task):
         self.seen.append(idx)
         return train[0][idx], train[1][idx]
 
-    def evaluate(self, model, test):
+    def evaluate(self, model, row, test):
         model.eval()
         with torch.no_grad():
             return {'acc': float((model(test[0]).argmax(1) == test[1]).float().mean()) * 100}
@@ -113,4 +113,4 @@ def test_run_matches_fit_for_each_seed():
     results, _, _ = experiment.run(task, ['small'], Budget(5, 8, (2,)), data=data,
                                    say=lambda *a, **k: None)
     alone = experiment.fit(task, 'small', data[0], Budget(5, 8), seed=2)
-    assert results[1]['acc'] == [task.evaluate(alone.model, data[1])['acc']]
+    assert results[1]['acc'] == [task.evaluate(alone.model, 'small', data[1])['acc']]
