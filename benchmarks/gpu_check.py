@@ -465,9 +465,9 @@ def _aot_eager_compiled_kernel() -> None:
     """The dry run's ``path='compiled'`` (grid and table): the same functions through
     ``aot_eager``."""
     from graphattn import compiled_grid_attention, compiled_neighbor_attention
+    from graphattn.compiled_kernel import compile_kernels
     for kernel in (compiled_grid_attention, compiled_neighbor_attention):
-        for name, fn in kernel._FUNCTIONS.items():
-            kernel._COMPILED[name] = torch.compile(fn, backend='aot_eager', fullgraph=True)
+        kernel._KERNELS = compile_kernels(kernel._FUNCTIONS, 'aot_eager')
 
 
 def main(argv=None) -> int:

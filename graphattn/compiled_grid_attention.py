@@ -25,6 +25,11 @@ saved for the backward. The scores come in already computed, so every
 reading of :class:`~graphattn.LGAConv` (``'center'``, ``'neighbor'``,
 ``'pair'``) and any number of heads run through the same kernel.
 
+The backward has two schedules (``backward=``, :data:`BACKWARDS`): ``'fused'``
+compiles both gradients as one function, ``'split'`` as two (the scores'
+reduction, then the values' gather), for a compiler that fuses the two into
+one slower kernel. Same numbers either way.
+
 The first call for a new input shape compiles (seconds on CPU; inductor needs
 a C++ compiler there, Triton on CUDA); later calls reuse the kernel. Double
 backward (``create_graph=True``) raises an error; the eager kernel supports it.
@@ -37,11 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_single_backward
+from ._checks import check_choice, check_single_backward
+from .compiled_kernel import compile_kernels
 from .grid_attention import Offsets, _as_offsets, _padding, _shifted, grid_neighbor_mask
 from .lga_scores import normalize_dense
 
-__all__ = ['CompiledGridAttention', 'compiled_grid_attention']
+__all__ = ['BACKWARDS', 'CompiledGridAttention', 'compiled_grid_attention']
 
 
 def _pad(t: Tensor, p: int) -> Tensor:
@@ -63,42 +69,60 @@ def _forward(scores: Tensor, value: Tensor, offsets: Offsets, normalize: str,
     return (torch.relu(out) if relu else out), alpha
 
 
-def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, value: Tensor,
-              out: Optional[Tensor], offsets: Offsets, normalize: str) -> Tuple[Tensor, Tensor]:
+def _relu_backward(grad_out: Tensor, out: Optional[Tensor]) -> Tensor:
+    return grad_out if out is None else torch.where(out > 0, grad_out, 0.0)
+
+
+def _score_backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor,
+                    value: Tensor, out: Optional[Tensor], offsets: Offsets,
+                    normalize: str) -> Tensor:
+    """The scores' gradient: a reduction over the channels per pixel and tap."""
     height, width = value.shape[1:3]
     p = _padding(offsets)
-    if out is not None:  # the fused ReLU's backward
-        grad_out = torch.where(out > 0, grad_out, 0.0)
+    grad_out = _relu_backward(grad_out, out)
     vpad = _pad(value, p)
     g = torch.stack([(grad_out * _shifted(vpad, p, dx, dy, height, width)).sum(-1)
                      for dx, dy in offsets], dim=-1)                 # d loss / d alpha
     if grad_alpha is not None:
         g = g + grad_alpha
     if normalize == 'softmax':
-        grad_scores = alpha * (g - (alpha * g).sum(-1, keepdim=True))
-    else:  # masked entries have alpha = 0, so their gradient is zero too
-        grad_scores = g * alpha * (1 - alpha)
-    gpad, apad = _pad(grad_out, p), _pad(alpha, p)
-    grad_value = value.new_zeros(())
-    for t, (dx, dy) in enumerate(offsets):  # pixel q is the neighbour at t of q - delta_t
+        return alpha * (g - (alpha * g).sum(-1, keepdim=True))
+    return g * alpha * (1 - alpha)  # masked entries have alpha = 0, so their gradient too
+
+
+def _value_backward(grad_out: Tensor, alpha: Tensor, out: Optional[Tensor],
+                    offsets: Offsets) -> Tensor:
+    """The values' gradient: the transposed stencil as a gather (pixel q is the
+    neighbour at t of q - delta_t), pointwise over the channels."""
+    height, width = grad_out.shape[1:3]
+    p = _padding(offsets)
+    gpad, apad = _pad(_relu_backward(grad_out, out), p), _pad(alpha, p)
+    grad_value = grad_out.new_zeros(())
+    for t, (dx, dy) in enumerate(offsets):
         grad_value = grad_value + (_shifted(apad, p, -dx, -dy, height, width)[..., t:t + 1]
                                    * _shifted(gpad, p, -dx, -dy, height, width))
-    return grad_scores, grad_value
+    return grad_value
 
 
-_FUNCTIONS: Dict[str, Callable] = {'forward': _forward, 'backward': _backward}
-_COMPILED: Dict[str, Callable] = {}
+def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, value: Tensor,
+              out: Optional[Tensor], offsets: Offsets, normalize: str) -> Tuple[Tensor, Tensor]:
+    """Both gradients in one function, so that the compiler may fuse them."""
+    return (_score_backward(grad_out, grad_alpha, alpha, value, out, offsets, normalize),
+            _value_backward(grad_out, alpha, out, offsets))
 
 
-def _compiled(name: str) -> Callable:
-    """The compiled function, made on first use (never at import time). Inside a
-    user's ``torch.compile`` the plain function is traced into their graph
-    instead (the branch is static there, and no global state is touched)."""
-    if torch.compiler.is_compiling():
-        return _FUNCTIONS[name]
-    if name not in _COMPILED:
-        _COMPILED[name] = torch.compile(_FUNCTIONS[name], fullgraph=True, dynamic=None)
-    return _COMPILED[name]
+#: The schedules of the backward pass. ``'fused'``: one compiled function, whose
+#: score-gradient reductions and value-gradient gather inductor may put in one kernel (on
+#: CUDA one persistent reduction). ``'split'``: two compiled functions, so at least two
+#: kernels, each a plain reduction or a plain pointwise gather. The numbers are the same;
+#: which is faster is a measurement per device (docs/performance.md, "The backward's
+#: schedule").
+BACKWARDS = ('fused', 'split')
+
+_FUNCTIONS: Dict[str, Callable] = {'forward': _forward, 'backward': _backward,
+                                   'score_backward': _score_backward,
+                                   'value_backward': _value_backward}
+_KERNELS = compile_kernels(_FUNCTIONS)
 
 
 class CompiledGridAttention(torch.autograd.Function):
@@ -109,10 +133,10 @@ class CompiledGridAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: Tensor, value: Tensor, offsets: Offsets, normalize: str,
-                relu: bool) -> Tuple[Tensor, Tensor]:
-        out, alpha = _compiled('forward')(scores, value, offsets, normalize, relu)
+                relu: bool, backward: str) -> Tuple[Tensor, Tensor]:
+        out, alpha = _KERNELS['forward'](scores, value, offsets, normalize, relu)
         ctx.save_for_backward(alpha, value, out if relu else None)
-        ctx.offsets, ctx.normalize = offsets, normalize
+        ctx.offsets, ctx.normalize, ctx.schedule = offsets, normalize, backward
         return out, alpha
 
     @staticmethod
@@ -121,14 +145,19 @@ class CompiledGridAttention(torch.autograd.Function):
         alpha, value, out = ctx.saved_tensors
         grad_out = torch.zeros_like(value) if grad_out is None else grad_out.contiguous()
         grad_alpha = None if grad_alpha is None else grad_alpha.contiguous()
-        grad_scores, grad_value = _compiled('backward')(grad_out, grad_alpha, alpha, value, out,
-                                                        ctx.offsets, ctx.normalize)
-        return grad_scores, grad_value, None, None, None
+        if ctx.schedule == 'split':
+            grad_scores = _KERNELS['score_backward'](grad_out, grad_alpha, alpha, value, out,
+                                                      ctx.offsets, ctx.normalize)
+            grad_value = _KERNELS['value_backward'](grad_out, alpha, out, ctx.offsets)
+        else:
+            grad_scores, grad_value = _KERNELS['backward'](grad_out, grad_alpha, alpha, value,
+                                                            out, ctx.offsets, ctx.normalize)
+        return grad_scores, grad_value, None, None, None, None
 
 
 def compiled_grid_attention(scores: Tensor, value: Tensor, offsets: Sequence[Sequence[int]],
-                            normalize: str = 'softmax', relu: bool = False
-                            ) -> Tuple[Tensor, Tensor]:
+                            normalize: str = 'softmax', relu: bool = False,
+                            backward: str = 'fused') -> Tuple[Tensor, Tensor]:
     """One LGA aggregation on a grid through the compiled kernel.
 
     Args:
@@ -139,10 +168,13 @@ def compiled_grid_attention(scores: Tensor, value: Tensor, offsets: Sequence[Seq
         normalize (str): ``'softmax'`` or ``'sigmoid'``.
         relu (bool): Apply a ReLU to ``out`` in the same loop (the layer's
             default activation; saves one pass over the map each way).
+        backward (str): The backward pass's schedule, ``'fused'`` or
+            ``'split'`` (:data:`BACKWARDS`; same numbers, different kernels).
 
     Returns:
         ``(out, alpha)`` as :func:`~graphattn.grid_attention.grid_attention`
         (``out`` after the ReLU when ``relu=True``).
     """
+    check_choice('backward', backward, BACKWARDS)
     return CompiledGridAttention.apply(scores.contiguous(), value.contiguous(),
-                                       _as_offsets(offsets), normalize, relu)
+                                       _as_offsets(offsets), normalize, relu, backward)

@@ -37,10 +37,10 @@ the layer's ReLU runs in the same loops when it applies right after the sum.
 
 The first call for a new shape compiles (a cloud of another size then compiles
 once more, with dynamic shapes); nothing compiles at import. Each normalisation,
-ReLU setting and dtype is a trace of its own, and Dynamo keeps at most
-``torch._dynamo.config.recompile_limit`` (8) traces per function, past which
-the compile fails (``fullgraph=True``); raise that limit for a process that runs
-many configurations (the property tests do). A table without entries runs the
+ReLU setting and dtype is a trace of its own; the kernels allow
+:data:`~graphattn.compiled_kernel.RECOMPILE_LIMIT` (64) traces each, where
+Dynamo's default of 8 would make the ninth a hard error
+(:mod:`graphattn.compiled_kernel`). A table without entries runs the
 same functions uncompiled. Double backward
 (``create_graph=True``) raises an error; the eager kernel (``'fused'``)
 supports it.
@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_single_backward
+from .compiled_kernel import compile_kernels
 from .lga_scores import normalize_dense
 
 __all__ = ['CompiledNeighborAttention', 'compiled_neighbor_attention']
@@ -101,19 +102,13 @@ def _backward(grad_out: Tensor, grad_alpha: Optional[Tensor], alpha: Tensor, val
 
 
 _FUNCTIONS: Dict[str, Callable] = {'forward': _forward, 'backward': _backward}
-_COMPILED: Dict[str, Callable] = {}
+_KERNELS = compile_kernels(_FUNCTIONS)
 
 
 def _compiled(name: str, empty: bool) -> Callable:
-    """The compiled function, made on first use (never at import time). Inside a
-    user's ``torch.compile`` the plain function is traced into their graph instead;
-    an empty table runs it uncompiled (nothing to fuse, and no compile for a
-    zero-size shape)."""
-    if empty or torch.compiler.is_compiling():
-        return _FUNCTIONS[name]
-    if name not in _COMPILED:
-        _COMPILED[name] = torch.compile(_FUNCTIONS[name], fullgraph=True, dynamic=None)
-    return _COMPILED[name]
+    """The compiled function; an empty table runs it uncompiled (nothing to fuse,
+    and no compile for a zero-size shape)."""
+    return _FUNCTIONS[name] if empty else _KERNELS[name]
 
 
 class CompiledNeighborAttention(torch.autograd.Function):

@@ -4,6 +4,8 @@ import sys
 import pytest
 import torch
 
+from graphattn.compiled_kernel import compile_kernels
+
 # The examples are tutorials, not a package: make their modules importable in tests.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples'))
 
@@ -69,8 +71,6 @@ def aot_eager_table_kernel(monkeypatch):
     function on a CPU)."""
     from graphattn import compiled_neighbor_attention as cna
     torch._dynamo.reset()
-    monkeypatch.setattr(cna, '_COMPILED', {
-        name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-        for name, fn in cna._FUNCTIONS.items()})
+    monkeypatch.setattr(cna, '_KERNELS', compile_kernels(cna._FUNCTIONS, 'aot_eager'))
     yield
     torch._dynamo.reset()

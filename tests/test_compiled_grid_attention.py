@@ -8,7 +8,8 @@ import torch
 
 import graphs
 from graphattn import LGA2d, LGAConv, LatentGNN
-from graphattn.compiled_grid_attention import _backward, _forward, compiled_grid_attention
+from graphattn.compiled_grid_attention import (_backward, _forward, _score_backward,
+                                               _value_backward, compiled_grid_attention)
 from graphattn.grid_attention import grid_attention
 
 DT = torch.float64
@@ -42,6 +43,42 @@ def test_equals_eager_kernel_values_and_gradients(normalize, connectivity, dilat
     want = _run(grid_attention, scores, value, grad_alpha, offsets, normalize)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('normalize', ['softmax', 'sigmoid'])
+@pytest.mark.parametrize('relu', [False, True])
+@pytest.mark.parametrize('through_alpha', [False, True])
+def test_split_backward_equals_the_eager_kernel(normalize, relu, through_alpha):
+    """The two-function schedule of the backward against the eager kernel (with
+    the ReLU applied after it), with and without a gradient through the weights."""
+    torch.manual_seed(3)
+    offsets = _offsets(8, 1)
+    scores = 3 * torch.randn(2, 4, 6, 2, 9, dtype=DT)
+    value = torch.randn(2, 4, 6, 2, 3, dtype=DT)
+    grad_alpha = torch.randn(2, 4, 6, 2, 9, dtype=DT) if through_alpha else torch.zeros(())
+
+    def eager(s, v):
+        out, alpha = grid_attention(s, v, offsets, normalize)
+        return (torch.relu(out) if relu else out), alpha
+
+    got = _run(lambda s, v: compiled_grid_attention(s, v, offsets, normalize, relu,
+                                                    backward='split'),
+               scores, value, grad_alpha)
+    want = _run(eager, scores, value, grad_alpha)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_split_backward_gradcheck_and_bad_schedule():
+    torch.manual_seed(4)
+    offsets = _offsets()
+    scores = torch.randn(1, 3, 4, 2, 9, dtype=DT, requires_grad=True)
+    value = torch.randn(1, 3, 4, 2, 2, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda s, v: compiled_grid_attention(s, v, offsets, 'softmax', backward='split'),
+        (scores, value))
+    with pytest.raises(ValueError, match="'backward' must be one of"):
+        compiled_grid_attention(scores, value, offsets, backward='two')
 
 
 def test_gradcheck():
@@ -105,6 +142,9 @@ def test_kernels_have_no_graph_breaks():
     assert torch._dynamo.explain(_forward)(s, v, offsets, 'softmax', True).graph_break_count == 0
     assert torch._dynamo.explain(_backward)(v, None, alpha, v, v, offsets,
                                             'softmax').graph_break_count == 0
+    assert torch._dynamo.explain(_score_backward)(v, alpha, alpha, v, v, offsets,
+                                                  'sigmoid').graph_break_count == 0
+    assert torch._dynamo.explain(_value_backward)(v, alpha, v, offsets).graph_break_count == 0
 
 
 def test_double_backward_is_refused_clearly():

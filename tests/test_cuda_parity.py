@@ -35,6 +35,7 @@ import torch._dynamo
 import graphs
 from graphattn import LGA, LGA2d, LGAConv, LGALoss, LatentGNN, LatentGNN2d
 from graphattn import compiled_grid_attention, compiled_neighbor_attention
+from graphattn.compiled_kernel import compile_kernels
 
 pytestmark = pytest.mark.usefixtures('one_thread', 'exact_float32')
 
@@ -74,9 +75,7 @@ def compiled_kernel(device, monkeypatch):
         # there each inductor compile takes seconds.
         torch._dynamo.reset()
         for kernel in (compiled_grid_attention, compiled_neighbor_attention):
-            monkeypatch.setattr(kernel, '_COMPILED', {
-                name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-                for name, fn in kernel._FUNCTIONS.items()})
+            monkeypatch.setattr(kernel, '_KERNELS', compile_kernels(kernel._FUNCTIONS, 'aot_eager'))
         yield
         torch._dynamo.reset()
     else:

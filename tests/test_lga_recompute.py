@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from graphattn import LGA, LGA2d
+from graphattn.compiled_kernel import compile_kernels
 
 DT = torch.float64
 
@@ -139,9 +140,7 @@ def test_keeps_only_each_layers_input(kwargs, path, monkeypatch):
     if path == 'compiled':   # the compiled kernel's functions, traced without inductor's build
         from graphattn import compiled_grid_attention as cga
         torch._dynamo.reset()
-        monkeypatch.setattr(cga, '_COMPILED', {
-            name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-            for name, fn in cga._FUNCTIONS.items()})
+        monkeypatch.setattr(cga, '_KERNELS', compile_kernels(cga._FUNCTIONS, 'aot_eager'))
     torch.manual_seed(6)
     layers, c = 4, 16
     x = torch.randn(2, c, 12, 10, requires_grad=True)
@@ -158,9 +157,7 @@ def test_keeps_only_each_layers_input(kwargs, path, monkeypatch):
 def test_compiled_path_same_values_and_gradients(monkeypatch):
     from graphattn import compiled_grid_attention as cga
     torch._dynamo.reset()
-    monkeypatch.setattr(cga, '_COMPILED', {
-        name: torch.compile(fn, backend='aot_eager', fullgraph=True)
-        for name, fn in cga._FUNCTIONS.items()})
+    monkeypatch.setattr(cga, '_KERNELS', compile_kernels(cga._FUNCTIONS, 'aot_eager'))
     base, twin = _twins({})
     x = torch.randn(2, 4, 5, 7, dtype=DT)
     (v0, g0), (v1, g1) = _step(base, x, 'compiled'), _step(twin, x, 'compiled')

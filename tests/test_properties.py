@@ -52,6 +52,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphattn import LGA, LatentGNN, LGAConv
+from graphattn.compiled_kernel import compile_kernels
 from lga_reference import brute_force, table_edges
 
 DT = torch.float64
@@ -214,7 +215,7 @@ def test_lga_conv_paths_equal_brute_force(case):
         _close(g, r, f'message passing: gradient {i}')
 
 
-_AOT_EAGER_TABLE_KERNEL = {}
+_AOT_EAGER_TABLE_KERNEL = {}   # made once: its dynamic traces serve every draw
 
 
 def _aot_eager_table_kernel():
@@ -222,9 +223,7 @@ def _aot_eager_table_kernel():
     trace for most drawn sizes; inductor's C++ build would take a minute per shape)."""
     from graphattn import compiled_neighbor_attention as cna
     if not _AOT_EAGER_TABLE_KERNEL:
-        _AOT_EAGER_TABLE_KERNEL.update({
-            name: torch.compile(fn, backend='aot_eager', fullgraph=True, dynamic=True)
-            for name, fn in cna._FUNCTIONS.items()})
+        _AOT_EAGER_TABLE_KERNEL.update(compile_kernels(cna._FUNCTIONS, 'aot_eager', dynamic=True))
     return cna, _AOT_EAGER_TABLE_KERNEL
 
 
@@ -234,27 +233,24 @@ def test_compiled_table_path_equals_brute_force(case):
     """``path='compiled'`` on the drawn tables (padding anywhere, empty rows, repeats, int32,
     bipartite, batched, per-sample positions) against the same brute-force loop."""
     cna, kernel = _aot_eager_table_kernel()
-    saved, cna._COMPILED = cna._COMPILED, kernel
-    # The draws vary what a trace is specialised on (normalisation, ReLU, sizes 0 and 1):
-    # more than Dynamo's 8 traces per function in all, which fullgraph=True makes an error.
+    saved, cna._KERNELS = cna._KERNELS, kernel
     try:
-        with torch._dynamo.config.patch(recompile_limit=64):
-            conv = _conv(case)
-            edges = table_edges(case['table'])
-            x_src, x_dst, pos, table_attr, leaves = _inputs(case)
-            x = (x_src, x_dst) if case['form'].startswith('bipartite') else x_src
-            attr = _edge_attr(case, pos, table_attr, edges)
-            ref, ref_alpha, ref_grads = _reference(conv, case, x_src, x_dst, edges, attr,
-                                                   leaves)
-            graph = dict(neighbors=case['table'].to(case['index_dtype']), pos=pos,
-                         edge_attr=table_attr, path='compiled')
-            out, (_, alpha) = conv(x, **graph, return_attention_weights=True)
-            _close(out, ref, 'compiled table: values')
-            _close(alpha, ref_alpha, 'compiled table: attention weights')
-            for i, (g, r) in enumerate(zip(_grads(conv, conv(x, **graph), leaves), ref_grads)):
-                _close(g, r, f'compiled table: gradient {i}')
+        conv = _conv(case)
+        edges = table_edges(case['table'])
+        x_src, x_dst, pos, table_attr, leaves = _inputs(case)
+        x = (x_src, x_dst) if case['form'].startswith('bipartite') else x_src
+        attr = _edge_attr(case, pos, table_attr, edges)
+        ref, ref_alpha, ref_grads = _reference(conv, case, x_src, x_dst, edges, attr,
+                                               leaves)
+        graph = dict(neighbors=case['table'].to(case['index_dtype']), pos=pos,
+                     edge_attr=table_attr, path='compiled')
+        out, (_, alpha) = conv(x, **graph, return_attention_weights=True)
+        _close(out, ref, 'compiled table: values')
+        _close(alpha, ref_alpha, 'compiled table: attention weights')
+        for i, (g, r) in enumerate(zip(_grads(conv, conv(x, **graph), leaves), ref_grads)):
+            _close(g, r, f'compiled table: gradient {i}')
     finally:
-        cna._COMPILED = saved
+        cna._KERNELS = saved
 
 
 @st.composite

@@ -1,0 +1,54 @@
+"""How the library's own kernels are compiled (the layers' ``path='compiled'``).
+
+:mod:`graphattn.compiled_grid_attention` and
+:mod:`graphattn.compiled_neighbor_attention` write their loops as plain torch
+functions; :class:`CompiledKernel` compiles one on first use (never at import
+time) and runs it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import torch
+
+__all__ = ['CompiledKernel', 'compile_kernels', 'RECOMPILE_LIMIT']
+
+#: Cache entries allowed per kernel. Every static configuration of a kernel (offsets,
+#: normalisation, fused ReLU, dtype, the first change of shape) is one more entry of the
+#: same Python function, and Dynamo's default of 8 is a hard error under
+#: ``fullgraph=True``: a network with a few layer configurations, float64 checks beside
+#: float32 training, or autocast beside full precision passes it
+#: (``tests/test_compiled_grid_attention.py`` did). Each entry is one small kernel, so the
+#: only cost of a higher limit is compile time for configurations a program really runs.
+RECOMPILE_LIMIT = 64
+
+
+class CompiledKernel:
+    """``fn`` compiled whole (``fullgraph=True``) on its first call.
+
+    ``backend`` and ``dynamic`` are :func:`torch.compile`'s (the tests trace the
+    same functions with ``'aot_eager'``, without inductor's C++ build). Inside a user's :func:`torch.compile` the plain function runs, so that it is
+    traced into their graph (the branch is static there, and no global state is
+    touched).
+    """
+
+    def __init__(self, fn: Callable, backend: str = 'inductor',
+                 dynamic: Optional[bool] = None) -> None:
+        self.fn, self.backend, self.dynamic = fn, backend, dynamic
+        self._compiled: Optional[Callable] = None
+
+    def __call__(self, *args):
+        if torch.compiler.is_compiling():
+            return self.fn(*args)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.fn, backend=self.backend, fullgraph=True,
+                                           dynamic=self.dynamic)
+        # Dynamo's limit is a process-wide setting: raised only around our own calls.
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return self._compiled(*args)
+
+
+def compile_kernels(functions: Dict[str, Callable], backend: str = 'inductor',
+                    dynamic: Optional[bool] = None) -> Dict[str, CompiledKernel]:
+    """A :class:`CompiledKernel` for each named function."""
+    return {name: CompiledKernel(fn, backend, dynamic) for name, fn in functions.items()}

@@ -1,0 +1,39 @@
+"""How the compiled paths compile their kernels (graphattn/compiled_kernel.py)."""
+import pytest
+import torch
+import torch._dynamo
+
+from graphattn.compiled_kernel import RECOMPILE_LIMIT, CompiledKernel
+
+
+def _scale(x, name: str):
+    return x * len(name)   # a string is a constant of the trace: one entry per value
+
+
+def test_more_configurations_than_dynamos_default_limit():
+    """Each Python constant is one cache entry of the same function; past Dynamo's default
+    of 8 a ``fullgraph=True`` compile is a hard error, which a network with a few layer
+    configurations can reach. The kernel raises the limit for its own calls only."""
+    torch._dynamo.reset()
+    kernel = CompiledKernel(_scale, backend='eager')
+    x = torch.ones(3)
+    for k in range(12):
+        assert torch.equal(kernel(x, 'a' * k), x * k)
+    assert torch._dynamo.config.recompile_limit < 12 <= RECOMPILE_LIMIT
+    plain = torch.compile(_scale, backend='eager', fullgraph=True)   # the limit outside
+    with pytest.raises(Exception, match='fullgraph'):   # Dynamo's 'recompile limit' error
+        for k in range(12, 24):
+            plain(x, 'a' * k)
+    torch._dynamo.reset()
+
+
+def test_traced_into_a_users_compile_and_lazy():
+    """Nothing compiles before the first call; inside a user's ``torch.compile`` the plain
+    function is traced into their graph (no nested compile)."""
+    torch._dynamo.reset()
+    kernel = CompiledKernel(_scale, backend='eager')
+    assert kernel._compiled is None
+    outer = torch.compile(lambda x: kernel(x, 'abc') + 1, backend='eager', fullgraph=True)
+    assert torch.equal(outer(torch.ones(2)), torch.full((2,), 4.0))
+    assert kernel._compiled is None
+    torch._dynamo.reset()
