@@ -11,8 +11,8 @@ finishes past it):
    kernel's first call took 14.7 s on the H200 of 2026-11-30, in
    docs/runs/2026-11-30-gpu/early_check.log; its log is ``tests.log``);
 3. the rows of the issue's table, each with its rivals in this same process:
-   LGA2d (C = 64, L = 4, batch 8; 256² and 512²: ``'auto'``, ``'compiled'``, the
-   depthwise-separable stack, the unfold LGA), LGA on point clouds (100k and 1M
+   LGA2d (C = 64, L = 4, batch 8; 256² and 512²: ``'auto'`` and ``'compiled'``, each
+   also with ``recompute=True``, the depthwise-separable stack, the unfold LGA), LGA on point clouds (100k and 1M
    points, k = 16, C = 64: the table kernel, eager and compiled
    (``path='compiled'``, :mod:`graphattn.compiled_neighbor_attention`), message passing, PyG's
    ``PointTransformerConv`` and ``GATv2Conv`` on the same graph), LatentGNN2d
@@ -20,7 +20,9 @@ finishes past it):
    kNN graph of 1M points (``graphs.knn_graph``'s torch engine against chunked
    ``torch.cdist`` + ``topk``) and one training step of the demo's image network
    (``examples/models.py``'s SegNet at the demo's batch 32 of 64² images) with each
-   context block against the base alone.
+   context block against the base alone; last, the grid kernel alone (``grid_kernel.py``:
+   its backward's ``'fused'`` and ``'split'`` schedules, the eager kernel, and the
+   forward alone, so that each backward's time is a difference).
 
 Forward + backward per case, median of at most ``--repeats`` timed passes after one
 warm-up (fewer where one more would take the case over ``--case-budget`` s), the
@@ -63,6 +65,7 @@ sys.path[:0] = [HERE, ROOT, os.path.join(ROOT, 'examples')]
 import torch  # noqa: E402
 
 from common import median_time  # noqa: E402
+from layers import RECOMPUTE  # noqa: E402  (an impl name ending: recompute=True)
 
 #: Sizes of the rows: the issue's on the GPU, tiny ones for the rehearsal.
 SIZES = {
@@ -72,6 +75,8 @@ SIZES = {
                 train_batch=2, train_size=32),
 }
 CHANNELS, LAYERS, K = 64, 4, 16
+LGA_LABELS = {'fused': 'auto (= fused, eager)', 'fused' + RECOMPUTE: 'auto, recompute=True',
+              'compiled' + RECOMPUTE: 'compiled, recompute=True'}
 #: The one CUDA test the dry run runs (on the CPU): the command, the --device option and
 #: the parsing of pytest's summary are rehearsed; CI runs the whole module anyway.
 DRY_TEST = 'test_int32_table_and_an_empty_cloud'
@@ -221,7 +226,7 @@ def ratio_target(report: Report, row: str, text: str, num: Optional[float],
     target(report, row, text, r, r is not None and _COMPARE[op](r, bound))
 
 
-_COMPARE = {'<=': operator.le, '>=': operator.ge, '>': operator.gt}
+_COMPARE = {'<': operator.lt, '<=': operator.le, '>=': operator.ge, '>': operator.gt}
 
 
 # ----------------------------------------------------------------------- rows --
@@ -231,12 +236,13 @@ def lga_rows(report, sizes, device, budget, args) -> None:
     layers.BATCH = sizes['lga_batch']
     name = 'LGA2d'
     for size in sizes['lga']:
-        for impl in ('fused', 'compiled', 'separable', 'unfold'):
+        for impl in ('fused', 'compiled', 'fused' + RECOMPUTE, 'compiled' + RECOMPUTE,
+                     'separable', 'unfold'):
             def make(impl=impl, size=size):
                 torch.manual_seed(0)
                 module, x = layers.build('lga', impl, size, str(device))
                 return _backward_step(module, lambda: module(x), [x])
-            label = "auto (= fused, eager)" if impl == 'fused' else impl
+            label = LGA_LABELS.get(impl, impl)
             report.add({'row': name, 'size': f'{size}²×{layers.BATCH}', 'impl': label,
                         **measure(make, device, budget, args.repeats, args.case_budget)})
     rows = [r for r in report.rows if r['row'] == name]
@@ -250,6 +256,33 @@ def lga_rows(report, sizes, device, budget, args) -> None:
         ratio_target(report, row, "'compiled' ≤ 1.0× the separable stack", comp, sep, '<=', 1.0)
         ratio_target(report, row, "'compiled' ≥ 3× faster than eager", eager, comp, '>=', 3.0)
         ratio_target(report, row, 'peak memory ≥ 5× below unfold', mem_u, mem_c, '>=', 5.0)
+        for impl in ('fused' + RECOMPUTE, 'compiled' + RECOMPUTE):
+            label = LGA_LABELS[impl]
+            ratio_target(report, row, f"{label}: peak memory ≥ 5× below unfold", mem_u,
+                         _value(rows, name, s, label, 'peak MiB'), '>=', 5.0)
+
+
+def kernel_rows(report, sizes, device, budget, args) -> None:
+    """The grid kernel alone (grid_kernel.py): the backward's 'fused' and 'split'
+    schedules, and the eager kernel; the forward alone, so that the backward's time is
+    the difference."""
+    import grid_kernel
+    name, b = 'grid kernel', sizes['lga_batch']
+    for size in sizes['lga']:
+        s = f'{size}²×{b}'
+        for impl in grid_kernel.IMPLS + ('compiled, forward only',):
+            def make(impl=impl, size=size):
+                forward, step = grid_kernel.build(impl.replace(', forward only', ', fused'),
+                                                  size, b, CHANNELS, str(device))
+                return forward if impl.endswith('forward only') else step
+            report.add({'row': name, 'size': s, 'impl': impl,
+                        **measure(make, device, budget, args.repeats, args.case_budget)})
+        rows = [r for r in report.rows if r['row'] == name and r['size'] == s]
+        forward = _value(rows, name, s, 'compiled, forward only')
+        fused, split = (_value(rows, name, s, f'compiled, {k}') for k in ('fused', 'split'))
+        backward = (lambda t: t - forward if t and forward else None)
+        ratio_target(report, f'{name} {s}', "backward: 'split' / 'fused' (keep 'split' if < 1)",
+                     backward(split), backward(fused), '<', 1.0)
 
 
 def _cloud(n: int, device: torch.device):
@@ -408,9 +441,10 @@ def train_rows(report, sizes, device, budget, args) -> None:
 
 
 GROUPS = {'lga': lga_rows, 'points': point_rows, 'latentgnn': latent_rows, 'knn': knn_rows,
-          'train': train_rows}
+          'train': train_rows, 'kernel': kernel_rows}
 OURS = {'LGA2d': 'compiled', 'LGA on points': 'table', 'LatentGNN2d': 'fused',
-        'kNN graph': 'graphs.knn_graph (torch engine)', 'demo training step': 'none'}
+        'kNN graph': 'graphs.knn_graph (torch engine)', 'demo training step': 'none',
+        'grid kernel': 'compiled, fused'}
 
 
 # ---------------------------------------------------------------------- steps --

@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GROUPS = ['LGA2d', 'LGA on points', 'LatentGNN2d', 'kNN graph', 'demo training step']
+GROUPS = ['LGA2d', 'LGA on points', 'LatentGNN2d', 'kNN graph', 'demo training step',
+          'grid kernel']
 
 
 def test_dry_run_writes_every_row_and_target(tmp_path):
@@ -32,6 +33,9 @@ def test_dry_run_writes_every_row_and_target(tmp_path):
     assert all(r['ms'] > 0 for r in rows)
     impls = {(r['row'], r['impl']) for r in rows}
     for wanted in [('LGA2d', 'compiled'), ('LGA2d', 'separable'), ('LGA2d', 'unfold'),
+                   ('LGA2d', 'auto, recompute=True'), ('LGA2d', 'compiled, recompute=True'),
+                   ('grid kernel', 'compiled, fused'), ('grid kernel', 'compiled, split'),
+                   ('grid kernel', 'compiled, forward only'), ('grid kernel', 'eager'),
                    ('LGA on points', 'table'), ('LGA on points', 'table, compiled'),
                    ('LGA on points', 'PointTransformerConv'),
                    ('LGA on points', 'GATv2Conv'), ('LatentGNN2d', 'authors'),
@@ -40,7 +44,7 @@ def test_dry_run_writes_every_row_and_target(tmp_path):
         assert wanted in impls
     # Ratios against ours within each group, and one target line per issue target.
     assert any('time / ours' in r for r in rows if r['row'] == 'LGA2d')
-    assert len(data['targets']) == 3 + 5 + 1 + 1 + 4
+    assert len(data['targets']) == 5 + 5 + 1 + 1 + 4 + 1
     markdown = (tmp_path / 'gpu_check.md').read_text()
     assert '| row | size | impl | ms |' in markdown and '| LGA2d |' in markdown
     assert (tmp_path / 'tests.log').exists()
