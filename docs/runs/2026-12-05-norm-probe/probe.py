@@ -9,7 +9,8 @@ from graphattn import LGA2d
 
 VARIANTS = {'lga1': dict(num_layers=1), 'lga8': dict(num_layers=8),
             'lga4-nonorm': dict(num_layers=4, norm='none'),
-            'lga4-0.2': dict(num_layers=4, residual=False, norm='none', output_init='default')}
+            'lga4-0.2': dict(num_layers=4, residual=False, norm='none', output_init='default'),
+            'lga4-batch': dict(num_layers=4, norm='batch')}
 
 class Probe(CollageTask):
     name = 'probe-' + '-'.join(sys.argv[1:])
