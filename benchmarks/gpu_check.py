@@ -21,8 +21,8 @@ finishes past it):
    ``torch.cdist`` + ``topk``) and one training step of the demo's image network
    (``examples/models.py``'s SegNet at the demo's batch 32 of 64² images) with each
    context block against the base alone; last, the grid kernel alone (``grid_kernel.py``:
-   its backward's ``'fused'`` and ``'split'`` schedules, the eager kernel, and the
-   forward alone, so that each backward's time is a difference).
+   forward + backward with the backward's ``'fused'`` and ``'split'`` schedules and with
+   the eager kernel, then each compiled backward alone).
 
 Forward + backward per case, median of at most ``--repeats`` timed passes after one
 warm-up (fewer where one more would take the case over ``--case-budget`` s), the
@@ -263,26 +263,26 @@ def lga_rows(report, sizes, device, budget, args) -> None:
 
 
 def kernel_rows(report, sizes, device, budget, args) -> None:
-    """The grid kernel alone (grid_kernel.py): the backward's 'fused' and 'split'
-    schedules, and the eager kernel; the forward alone, so that the backward's time is
-    the difference."""
+    """The grid kernel alone (grid_kernel.py): forward + backward with the backward's
+    'fused' and 'split' schedules and the eager kernel, then each compiled backward alone
+    (through one forward's graph, kept)."""
     import grid_kernel
     name, b = 'grid kernel', sizes['lga_batch']
+    cases = [(impl, 'step') for impl in grid_kernel.IMPLS] + [
+        ('compiled, fused', 'backward'), ('compiled, split', 'backward')]
     for size in sizes['lga']:
         s = f'{size}²×{b}'
-        for impl in grid_kernel.IMPLS + ('compiled, forward only',):
-            def make(impl=impl, size=size):
-                forward, step = grid_kernel.build(impl.replace(', forward only', ', fused'),
-                                                  size, b, CHANNELS, str(device))
-                return forward if impl.endswith('forward only') else step
-            report.add({'row': name, 'size': s, 'impl': impl,
+        for impl, part in cases:
+            def make(impl=impl, part=part, size=size):
+                return grid_kernel.build(impl, size, b, CHANNELS, str(device))[part]
+            label = impl if part == 'step' else f'{impl}, backward only'
+            report.add({'row': name, 'size': s, 'impl': label,
                         **measure(make, device, budget, args.repeats, args.case_budget)})
         rows = [r for r in report.rows if r['row'] == name and r['size'] == s]
-        forward = _value(rows, name, s, 'compiled, forward only')
-        fused, split = (_value(rows, name, s, f'compiled, {k}') for k in ('fused', 'split'))
-        backward = (lambda t: t - forward if t and forward else None)
+        fused, split = (_value(rows, name, s, f'compiled, {k}, backward only')
+                        for k in ('fused', 'split'))
         ratio_target(report, f'{name} {s}', "backward: 'split' / 'fused' (keep 'split' if < 1)",
-                     backward(split), backward(fused), '<', 1.0)
+                     split, fused, '<', 1.0)
 
 
 def _cloud(n: int, device: torch.device):

@@ -11,9 +11,9 @@ forward and backward against a fixed upstream gradient. Impls:
 * ``compiled, split``: the same with ``backward='split'`` (the scores' reduction and the
   values' gather as two compiled functions).
 
-Per case: the forward's median time, the forward + backward's median time, the backward
-as their difference, and the largest difference of the two gradients from the eager
-kernel's. Each case runs in a fresh subprocess (compile caches of one case do not help the
+Per case: the median times of the forward, of forward + backward, and of the backward
+alone (run again through one forward's graph), and the largest difference of the two
+gradients from the eager kernel's. Each case runs in a fresh subprocess (compile caches of one case do not help the
 next); on CUDA the device is synchronised around each pass and peak memory is
 ``max_memory_allocated``. ``benchmarks/gpu_check.py`` runs the same cases in its process.
 
@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import torch
 
@@ -39,9 +39,10 @@ IMPLS = ('eager', 'compiled, fused', 'compiled, split')
 
 
 def build(impl: str, size: int, batch: int, channels: int, device: str = 'cpu'
-          ) -> Tuple[Callable[[], object], Callable[[], Tuple[torch.Tensor, torch.Tensor]]]:
-    """``(forward, step)`` of one case: ``step()`` runs forward and backward and
-    returns the gradients of the scores and the values."""
+          ) -> Dict[str, Callable[[], object]]:
+    """The passes of one case: ``'forward'``; ``'step'``, forward and backward, which
+    returns the gradients of the scores and the values; ``'backward'``, the backward
+    alone, again through one forward's graph (kept with ``retain_graph``)."""
     from graphattn.compiled_grid_attention import compiled_grid_attention
     from graphattn.grid_attention import grid_attention
     from graphs import grid_stencil
@@ -68,24 +69,31 @@ def build(impl: str, size: int, batch: int, channels: int, device: str = 'cpu'
         scores.grad = value.grad = None
         forward().backward(grad)
         return scores.grad, value.grad
-    return forward, step
+
+    kept = []
+
+    def backward():
+        if not kept:
+            kept.append(forward())
+        scores.grad = value.grad = None
+        kept[0].backward(grad, retain_graph=True)
+    return {'forward': forward, 'step': step, 'backward': backward}
 
 
 def run_case(impl: str, size: int, batch: int, channels: int, repeats: int,
              device: str = 'cpu') -> Dict[str, object]:
     """Times and the gradients' largest difference from the eager kernel's."""
     sync = torch.cuda.synchronize if device == 'cuda' else None
-    forward, step = build(impl, size, batch, channels, device)
-    step()   # compiles both passes
+    passes = build(impl, size, batch, channels, device)
+    passes['step']()   # compiles both passes
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    forward_s = median_time(forward, repeats, sync=sync)
-    total_s = median_time(step, repeats, sync=sync)
-    got = step()
-    _, reference = build('eager', size, batch, channels, device)
-    want = reference()
-    result = {'forward_s': forward_s, 'total_s': total_s,
+    seconds = {name: median_time(fn, repeats, sync=sync) for name, fn in passes.items()}
+    got = passes['step']()
+    want = build('eager', size, batch, channels, device)['step']()
+    result = {'forward_s': seconds['forward'], 'total_s': seconds['step'],
+              'backward_s': seconds['backward'],
               'max_abs_diff': max(float((g - w).abs().max()) for g, w in zip(got, want))}
     if device == 'cuda':
         result['peak_bytes'] = torch.cuda.max_memory_allocated() - base
@@ -99,7 +107,7 @@ def row_of(impl: str, size: int, batch: int, r: Dict[str, object]) -> Dict[str, 
         return row
     row.update({'forward ms': round(1000 * r['forward_s'], 2),
                 'fwd+bwd ms': round(1000 * r['total_s'], 2),
-                'backward ms': round(1000 * (r['total_s'] - r['forward_s']), 2),
+                'backward ms': round(1000 * r['backward_s'], 2),
                 'max |diff| vs eager': f"{r['max_abs_diff']:.1e}"})
     if 'peak_bytes' in r:
         row['peak MiB'] = round(r['peak_bytes'] / 2 ** 20, 1)

@@ -35,7 +35,7 @@ def test_dry_run_writes_every_row_and_target(tmp_path):
     for wanted in [('LGA2d', 'compiled'), ('LGA2d', 'separable'), ('LGA2d', 'unfold'),
                    ('LGA2d', 'auto, recompute=True'), ('LGA2d', 'compiled, recompute=True'),
                    ('grid kernel', 'compiled, fused'), ('grid kernel', 'compiled, split'),
-                   ('grid kernel', 'compiled, forward only'), ('grid kernel', 'eager'),
+                   ('grid kernel', 'compiled, split, backward only'), ('grid kernel', 'eager'),
                    ('LGA on points', 'table'), ('LGA on points', 'table, compiled'),
                    ('LGA on points', 'PointTransformerConv'),
                    ('LGA on points', 'GATv2Conv'), ('LatentGNN2d', 'authors'),
