@@ -155,3 +155,13 @@ def check_single_backward() -> None:
         raise RuntimeError("path='compiled' does not support double backward "
                            "(create_graph=True); use path='fused', whose backward is "
                            "differentiable")
+
+
+def detached(*tensors: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+    """A compiled kernel's tensors as its ``torch.compile``'d functions get them: detached
+    (``None`` kept). The kernel's ``autograd.Function`` is their autograd node, so nothing is
+    lost; and Dynamo reads the ``.grad`` of every input while it makes its fake copy, which
+    for a non-leaf input that requires grad raises torch's "The .grad attribute of a Tensor
+    that is not a leaf Tensor is being accessed" UserWarning (hidden by torch itself, but an
+    error under ``-W error``)."""
+    return tuple(None if t is None else t.detach() for t in tensors)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_single_backward
+from ._checks import check_single_backward, detached
 from .grid_attention import Offsets, _as_offsets, _padding, _shifted, grid_neighbor_mask
 from .lga_scores import normalize_dense
 
@@ -110,7 +110,7 @@ class CompiledGridAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: Tensor, value: Tensor, offsets: Offsets, normalize: str,
                 relu: bool) -> Tuple[Tensor, Tensor]:
-        out, alpha = _compiled('forward')(scores, value, offsets, normalize, relu)
+        out, alpha = _compiled('forward')(*detached(scores, value), offsets, normalize, relu)
         ctx.save_for_backward(alpha, value, out if relu else None)
         ctx.offsets, ctx.normalize = offsets, normalize
         return out, alpha
@@ -121,7 +121,8 @@ class CompiledGridAttention(torch.autograd.Function):
         alpha, value, out = ctx.saved_tensors
         grad_out = torch.zeros_like(value) if grad_out is None else grad_out.contiguous()
         grad_alpha = None if grad_alpha is None else grad_alpha.contiguous()
-        grad_scores, grad_value = _compiled('backward')(grad_out, grad_alpha, alpha, value, out,
+        grad_scores, grad_value = _compiled('backward')(*detached(grad_out, grad_alpha, alpha,
+                                                                  value, out),
                                                         ctx.offsets, ctx.normalize)
         return grad_scores, grad_value, None, None, None
 

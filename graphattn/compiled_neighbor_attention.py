@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_single_backward
+from ._checks import check_single_backward, detached
 from .lga_scores import normalize_dense
 
 __all__ = ['CompiledNeighborAttention', 'compiled_neighbor_attention']
@@ -127,7 +127,8 @@ class CompiledNeighborAttention(torch.autograd.Function):
     def forward(ctx, scores: Tensor, value: Tensor, index: Tensor, normalize: str,
                 relu: bool) -> Tuple[Tensor, Tensor]:
         empty = index.numel() == 0
-        out, alpha = _compiled('forward', empty)(scores, value, index, normalize, relu)
+        out, alpha = _compiled('forward', empty)(*detached(scores, value), index, normalize,
+                                                 relu)
         ctx.save_for_backward(alpha, value, index, out if relu else None)
         ctx.normalize, ctx.empty = normalize, empty
         return out, alpha
@@ -141,7 +142,8 @@ class CompiledNeighborAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_alpha = None if grad_alpha is None else grad_alpha.contiguous()
         grad_scores, grad_value = _compiled('backward', ctx.empty)(
-            grad_out, grad_alpha, alpha, value, index, out, ctx.normalize)
+            *detached(grad_out, grad_alpha, alpha, value), index,
+            *detached(out), ctx.normalize)
         return grad_scores, grad_value, None, None, None
 
 
