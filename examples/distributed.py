@@ -5,7 +5,8 @@ no-op and the examples run in one process. Under ``torchrun`` each process
 joins the group (NCCL on GPUs, gloo on CPUs), takes its own GPU, wraps the
 model in :class:`~torch.nn.parallel.DistributedDataParallel` and trains on its
 share of every batch: all ranks draw the same batch indices from the same seed
-and rank ``r`` keeps entries ``r, r + N, ...``, so the global batch is the
+and rank ``r`` keeps entries ``r, r + N, ...`` (of a batch of point clouds: whole
+graphs, ``segment_cortex.PosedCloudsTask.shard``), so the global batch is the
 single-process one. On GPUs batch norms become
 :class:`~torch.nn.SyncBatchNorm` (PyTorch's SyncBatchNorm runs only on CUDA),
 so their statistics are those of the global batch too.

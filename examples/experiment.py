@@ -108,6 +108,16 @@ class Task:
         """Rows with no training (key -> scores): where chance lies."""
         return {}
 
+    def shard(self, inputs: Any, target: Any, rank: int,
+              world_size: int) -> Tuple[Any, Any]:
+        """This process's share of a training batch under ``torchrun`` (``world_size`` > 1).
+
+        The default takes rows ``rank, rank + world_size, ...`` of tensor ``inputs`` and
+        ``target`` (:func:`distributed.shard`); a task whose batches are not tensors (a PyG
+        ``Batch`` of graphs: ``segment_cortex.PosedCloudsTask``) says how to split them. Every
+        process draws the same batch, so the shares must be disjoint and cover it."""
+        return _rows(inputs, rank, world_size), _rows(target, rank, world_size)
+
     def macs_input(self, test: Any) -> tuple:
         """Positional arguments of one forward pass whose MACs the table reports."""
         return (test[0][:1],)
@@ -147,7 +157,8 @@ def fit(task: Task, row: str, train: Any, budget: Budget, seed: int,
     The weights are drawn right after ``torch.manual_seed(seed)`` and the batches come from a
     generator seeded with ``seed``: two rows at one seed see the same batches, and a model's
     numbers do not depend on what the process ran before. Under ``torchrun`` each process
-    trains on its share of every (tensor) batch (:mod:`distributed`).
+    draws the same batch, trains on its share of it (:meth:`Task.shard`) and DDP averages the
+    gradients (:mod:`distributed`).
 
     The step time is process CPU time of the forward, backward and update (not the batch's
     sampling): unlike wall time it does not grow when other programs share the cores.
@@ -169,9 +180,9 @@ def fit(task: Task, row: str, train: Any, budget: Budget, seed: int,
     model.train()
     for _ in bar:
         inputs, target = task.sample(train, budget.batch_size, generator)
-        inputs, target = _share(inputs, rank, world_size), _share(target, rank, world_size)
-        if isinstance(inputs, torch.Tensor):
-            inputs, target = inputs.to(device), target.to(device)
+        if world_size > 1:
+            inputs, target = task.shard(inputs, target, rank, world_size)
+        inputs, target = _to(inputs, device), _to(target, device)
         tick = time.process_time()
         loss = task.loss(model, row, inputs, target)
         optimizer.zero_grad(set_to_none=True)
@@ -185,14 +196,18 @@ def fit(task: Task, row: str, train: Any, budget: Budget, seed: int,
                   losses)
 
 
-def _share(batch: Any, rank: int, world_size: int) -> Any:
-    """This process's rows of a batch (all of it in one process)."""
-    if world_size == 1:
-        return batch
+def _rows(batch: Any, rank: int, world_size: int) -> Any:
+    """This process's rows of a tensor batch (:meth:`Task.shard`'s default)."""
     if not isinstance(batch, torch.Tensor):
-        raise TypeError("data-parallel training (torchrun) splits tensor batches only; this "
-                        f"task's batches are {type(batch).__name__}")
+        raise TypeError("data-parallel training (torchrun) splits tensor batches by default; "
+                        f"this task's batches are {type(batch).__name__}: give the task a "
+                        "shard(inputs, target, rank, world_size) method")
     return batch[distributed.shard(torch.arange(batch.size(0)), rank, world_size)]
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    """A batch on the training device: tensors and PyG graphs (both have ``.to``)."""
+    return batch.to(device) if hasattr(batch, 'to') else batch
 
 
 def run(task: Task, rows: Sequence[str], budget: Budget, out: Optional[str] = None,
@@ -231,8 +246,7 @@ def run(task: Task, rows: Sequence[str], budget: Budget, out: Optional[str] = No
             if row not in results:
                 model = fitted.model
                 device = next(model.parameters()).device
-                example = tuple(a.to(device) if isinstance(a, torch.Tensor) else a
-                                for a in task.macs_input(test))
+                example = tuple(_to(a, device) for a in task.macs_input(test))
                 results[row] = {'key': row, 'model': task.display(row), 'seeds': [],
                                 **{k: [] for k in scores}, 'params': count_parameters(model),
                                 'macs': count_macs(model, *example), 'cpu_s_per_step': None,

@@ -31,7 +31,8 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
    the vertex coordinates alone (in the same frame), trained like the others.
 5. Training on ``--views`` (8) views of the left hemisphere per step
    (:func:`experiment.fit`: AdamW, one-cycle); every row gets the same steps, views and
-   rotations.
+   rotations. Under ``torchrun --nproc_per_node=N`` each process trains on N-th of every
+   step's views, whole graphs (:meth:`PosedCloudsTask.shard`), and rank 0 writes the results.
 6. Evaluation: every vertex of the mirrored right hemisphere, split into views
    twice, each view in a fresh random pose, class probabilities averaged over the
    two (:func:`graphs.predict_by_crops`); mIoU and accuracy.
@@ -39,7 +40,7 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MLP
 
+import distributed
 import experiment
 import graphs
 from datasets import Cortex, MissingDataError, cortex_split, fail_with_hint
@@ -110,6 +112,15 @@ def scores(pred: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
                                                        ignore_index=-1))
 
 
+def on_its_device(model: nn.Module):
+    """``model`` as a ``Batch -> logits`` callable for CPU batches: a model trained on a GPU
+    (under ``torchrun``) gets each batch moved there and gives its logits back on the CPU."""
+    device = next(model.parameters()).device
+    if device.type == 'cpu':
+        return model
+    return lambda batch: model(batch.to(device)).cpu()
+
+
 class PosedCloudsTask(Task):
     """What the two cortex tasks share (this one and ``segment_points.PointsTask``): a training
     batch is some samples of a labelled hemisphere, each posed by :meth:`pose`, collated into
@@ -130,6 +141,19 @@ class PosedCloudsTask(Task):
 
     def loss(self, model: nn.Module, row: str, batch: Batch, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(batch), y, ignore_index=-1)   # -1: the medial wall
+
+    def shard(self, batch: Batch, y: torch.Tensor, rank: int,
+              world_size: int) -> Tuple[Batch, torch.Tensor]:
+        """Under ``torchrun``: whole graphs, rank ``r`` keeping graphs ``r, r + world_size,
+        ...`` of the batch (re-collated, with their labels), so no graph is cut in two.
+
+        Each process's loss is the mean over its own labelled points and DDP averages the
+        gradients, as for images; unlike equal-sized images, the ranks' shares may hold
+        different numbers of labelled points (the medial wall is left out), so the step is
+        the single-process step up to that weighting."""
+        keep = distributed.shard(torch.arange(batch.num_graphs), rank, world_size)
+        part = Batch.from_data_list(batch.index_select(keep))
+        return part, part.y
 
 
 class CortexTask(PosedCloudsTask):
@@ -181,8 +205,8 @@ class CortexTask(PosedCloudsTask):
         model.eval()
         g = torch.Generator().manual_seed(EVAL_SEED)
         crops = [part for _ in range(EVAL_PASSES) for part in self.views(right, g)]
-        return graphs.predict_by_crops(model, right.pos, crops, k=self.k, loop=True,
-                                       transform=lambda pos: self.pose(pos, g))
+        return graphs.predict_by_crops(on_its_device(model), right.pos, crops, k=self.k,
+                                       loop=True, transform=lambda pos: self.pose(pos, g))
 
     def evaluate(self, model: nn.Module, row: str, right: Cortex) -> Dict[str, float]:
         return scores(self.predict(model, right).argmax(1), right.labels)
@@ -228,7 +252,8 @@ def run(models: List[str], budget: Budget, num_points: int = 512, k: int = 16,
     task = CortexTask(num_points, k, frame, latent_norm)
     left, right = task.make_data()
     seeds = list(budget.seeds)
-    print(f"cortex: train left hemisphere ({left.pos.size(0)} vertices; {budget.batch_size} "
+    say = print if distributed.setup()[0] == 0 else lambda *args: None   # one voice
+    say(f"cortex: train left hemisphere ({left.pos.size(0)} vertices; {budget.batch_size} "
           f"views of {num_points} per step), test mirrored right; frame '{frame}'; kNN k={k} "
           f"with self-loops; {budget.steps} steps per model and seed; seeds {seeds}"
           + (" (ONE seed: no spread is measured)" if len(seeds) == 1 else ""))
@@ -265,8 +290,10 @@ def main() -> None:
                             not args.no_progress, args.frame, args.latent_norm)
     except MissingDataError as error:
         fail_with_hint(error)
-    print(experiment.table(CortexTask(args.points, args.k, args.frame, args.latent_norm),
-                           results))
+    if distributed.setup()[0] == 0:
+        print(experiment.table(CortexTask(args.points, args.k, args.frame, args.latent_norm),
+                               results))
+    distributed.cleanup()
 
 
 if __name__ == '__main__':

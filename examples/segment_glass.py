@@ -18,7 +18,8 @@ The steps, each in its own function below:
    (:meth:`GlassTask.sample`), one torch thread; the context block is the only difference.
 4. Evaluation (:func:`evaluate`): mIoU over all test pixels and over the interior pixels (whose
    whole base receptive field sees one label: :func:`glass.interior_mask`), and the fraction of
-   each test object's pixels labelled right, by object size.
+   each test object's pixels labelled right, by object size (a size bin without test objects,
+   possible on a small test set, has no score: null in the JSON, 'n/a' in the tables).
 5. Report (:func:`run`, through :func:`experiment.run`): JSON with every seed's numbers and a
    Markdown table of mean ± std (:meth:`GlassTask.columns`); with ``--figures``, the figures
    and the merged tables of several result files (:func:`merged_tables`).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import statistics
 import time
@@ -179,12 +181,38 @@ def _scores(pred: torch.Tensor, test: dict, field: int) -> Dict[str, object]:
             core = obj & inner[i]
             if core.any():
                 by_size_inner[bin_].append(float(right[core].float().mean()) * 100)
-    mean = lambda v: statistics.mean(v) if v else float('nan')   # noqa: E731
+    # A bin without objects has no accuracy: None (null in the JSON), never NaN or 0.
+    mean = lambda v: statistics.mean(v) if v else None   # noqa: E731
     return {'miou': full['miou'], 'pixel_acc': full['pixel_acc'], 'interior_miou':
             interior['miou'], 'interior_pixel_acc': interior['pixel_acc'],
             'object_acc_by_size': {b: mean(v) for b, v in by_size.items()},
             'interior_object_acc_by_size': {b: mean(v) for b, v in by_size_inner.items()},
-            'objects_by_size': {b: len(v) for b, v in by_size.items()}}
+            'objects_by_size': {b: len(v) for b, v in by_size.items()},
+            'interior_objects_by_size': {b: len(v) for b, v in by_size_inner.items()}}
+
+
+def _empty(value: Optional[float]) -> bool:
+    """Whether a bin's accuracy is missing: None, or NaN in result files written before
+    empty bins were stored as null."""
+    return value is None or math.isnan(value)
+
+
+def bin_cell(values: Sequence[Optional[float]]) -> str:
+    """One size bin's accuracy over seeds as a table cell: mean ± std, or 'n/a' with why when
+    the bin held no object in a seed (a small test set can leave a bin empty). The test scenes
+    are the same for every seed, so a bin is empty in every seed or in none; a row merged from
+    other test sets would say in how many."""
+    empty = sum(_empty(v) for v in values)
+    if empty == len(values):
+        return 'n/a (0 objects)'
+    if empty:
+        return f'n/a (empty in {empty} of {len(values)} seeds)'
+    return mean_std(list(values))
+
+
+def bin_mean(values: Sequence[Optional[float]]) -> float:
+    """The mean over seeds of one bin's accuracy, NaN (a gap in a plot) if a seed has none."""
+    return math.nan if any(_empty(v) for v in values) else statistics.mean(values)
 
 
 @torch.no_grad()
@@ -272,7 +300,7 @@ class GlassTask(Task):
         bins = [str(b) for b in SIZE_BINS]
         return {'model': result['model'],
                 **{self.metrics[k]: mean_std(result[k]) for k in ('miou', 'interior_miou')},
-                **{f'obj. acc {b}+ px': mean_std([s[b] for s in result['object_acc_by_size']])
+                **{f'obj. acc {b}+ px': bin_cell([s[b] for s in result['object_acc_by_size']])
                    for b in bins},
                 'params': f"{result['params']:,}",
                 'MMACs / image': f"{result['macs'] / 1e6:.1f}",
@@ -414,7 +442,7 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
                     'latentgnn', 'nonlocal']:
             if key not in rows:
                 continue
-            values = [statistics.mean([s[b] for s in rows[key][metric]]) for b in bins]
+            values = [bin_mean([s[b] for s in rows[key][metric]]) for b in bins]
             ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'],
                     ls='-' if key.startswith('lga') else '--', color=KEY_COLOURS[key])
         ax.set_xticks(range(len(bins)))
@@ -440,9 +468,9 @@ def merged_tables(result_files: List[str]) -> str:
     edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
     names = {str(lo): f'{lo}-{hi - 1} px' for lo, hi in zip(edges, edges[1:])}
     inner = [{'model': r['model'], 'seeds': len(r['miou']),
-              **{f'interior obj. acc, {names[b]}': mean_std(
+              **{f'interior obj. acc, {names[b]}': bin_cell(
                   [s[b] for s in r['interior_object_acc_by_size']]) for b in names},
-              **{f'obj. acc, {names[b]}': mean_std([s[b] for s in r['object_acc_by_size']])
+              **{f'obj. acc, {names[b]}': bin_cell([s[b] for s in r['object_acc_by_size']])
                  for b in names}} for r in ordered]
     text = (experiment.table(GlassTask(), ordered) + '\n\n'
             + markdown_table(inner) + '\n')

@@ -14,7 +14,8 @@ Run ``python examples/segment_points.py --help``; ``--tiny`` is a seconds-long s
 3. Model: two EdgeConv layers, an optional context block (LGA on the same kNN graph, or
    LatentGNN over each crop), a per-point classifier (:class:`models.PointSegNet`, the
    network of ``segment_cortex.py`` with this script's blocks), trained by
-   :func:`experiment.fit`.
+   :func:`experiment.fit` (under ``torchrun --nproc_per_node=N``, with ``--crops`` a multiple
+   of N, each process trains on N-th of every step's crops).
 4. Inference over the whole test cloud: crops that cover every point
    (:func:`graphs.covering_crops`), per-point probabilities averaged over the crops that
    hold each point (:func:`graphs.predict_by_crops`), per-class IoU
@@ -34,13 +35,14 @@ from typing import Dict, List
 import torch
 from torch import nn
 
+import distributed
 import experiment
 import graphs
 from datasets import Cortex, MissingDataError, cortex_split, fail_with_hint
 from experiment import Budget
 from graphattn import LGA, LatentGNN
 from models import PointSegNet
-from segment_cortex import PosedCloudsTask
+from segment_cortex import PosedCloudsTask, on_its_device
 from training import mean_std
 
 CLASSES = Cortex.MESULAM_CLASSES
@@ -116,8 +118,8 @@ class PointsTask(PosedCloudsTask):
         g = torch.Generator().manual_seed(EVAL_SEED)
         crops = [part for ball in graphs.covering_crops(cloud.pos, radius=RADIUS, generator=g)
                  for part in graphs.split_crop(ball, self.points, generator=g)]
-        probs = graphs.predict_by_crops(model, cloud.pos, crops, k=self.k, loop=True,
-                                        transform=lambda pos: self.pose(pos, g))
+        probs = graphs.predict_by_crops(on_its_device(model), cloud.pos, crops, k=self.k,
+                                        loop=True, transform=lambda pos: self.pose(pos, g))
         return iou_scores(graphs.per_class_iou(probs.argmax(1), cloud.labels, len(CLASSES),
                                                ignore_index=-1))
 
@@ -155,7 +157,8 @@ def run(rows: List[str], budget: Budget, points: int = 2048, k: int = 16, width:
     folder, file = os.path.split(out)
     task = PointsTask(points, k, width, rotation, os.path.splitext(file)[0] or 'segment_points')
     left, right = task.make_data()
-    print(f"train: left hemisphere ({left.pos.size(0)} vertices), {budget.steps} steps of "
+    say = print if distributed.setup()[0] == 0 else lambda *args: None   # one voice
+    say(f"train: left hemisphere ({left.pos.size(0)} vertices), {budget.steps} steps of "
           f"{budget.batch_size} balls of radius {RADIUS:.0f} mm resampled to {points} points, "
           f"rotation {rotation!r}, k={k}; test: every labelled vertex of the mirrored right "
           f"hemisphere; seeds {list(budget.seeds)}")
@@ -190,7 +193,9 @@ def main() -> None:
                             args.out)
     except MissingDataError as error:
         fail_with_hint(error)
-    print(experiment.table(PointsTask(), results))
+    if distributed.setup()[0] == 0:
+        print(experiment.table(PointsTask(), results))
+    distributed.cleanup()
 
 
 if __name__ == '__main__':

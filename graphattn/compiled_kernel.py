@@ -40,6 +40,11 @@ class CompiledKernel:
     def __call__(self, *args):
         if torch.compiler.is_compiling():
             return self.fn(*args)
+        # The kernel's autograd.Function is the autograd node of these tensors, so they
+        # go in detached: Dynamo reads every input's .grad while tracing, which for a
+        # non-leaf that requires grad is torch's "The .grad attribute of a Tensor that is
+        # not a leaf Tensor" UserWarning (hidden by torch, an error under -W error).
+        args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
         if self._compiled is None:
             self._compiled = torch.compile(self.fn, backend=self.backend, fullgraph=True,
                                            dynamic=self.dynamic)

@@ -216,6 +216,20 @@ def test_lga_stack_compiled_equals_fused_on_a_cloud():
         torch.testing.assert_close(g_, w, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.filterwarnings('error::UserWarning')
+def test_kernel_traces_without_a_torch_warning():
+    """Detached inputs for the compiled functions: Dynamo reads the .grad of each input as
+    it traces, a (hidden) UserWarning for a non-leaf one that requires grad, an error under
+    ``-W error``. The fixture gives a fresh cache, so both functions really trace here."""
+    g = torch.Generator().manual_seed(8)
+    pos = torch.rand(12, 3, generator=g)
+    table, _ = graphs.nearest_neighbors(pos, 4, loop=True)
+    model = LGA.for_points(5, 3, num_layers=2, path='compiled')
+    x = torch.randn(12, 5, generator=g, requires_grad=True)
+    model(x, pos=pos, neighbors=table).sum().backward()
+    assert x.grad is not None
+
+
 def test_empty_inputs():
     """No centres, no columns, no sources: empty or zero outputs and a backward pass."""
     conv = LGAConv(4, 3, edge_dim=2, path='compiled')

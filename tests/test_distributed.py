@@ -140,3 +140,67 @@ def test_convert_sync_batchnorm_keeps_state_dict_and_eval_outputs():
     assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == 6
     assert list(converted.state_dict()) == keys
     assert torch.equal(converted.eval()(x), expected)
+
+
+def _cloud_task():
+    """The cortex task on a toy cloud, recording every batch it trains on (after sharing)."""
+    import experiment
+    from datasets import Cortex
+    from segment_cortex import CortexTask
+
+    class Recording(CortexTask):
+        def __init__(self):
+            super().__init__(num_points=40, k=4)
+            self.trained_on = []
+
+        def loss(self, model, row, batch, y):
+            self.trained_on.append([(d.pos, d.y) for d in batch.to_data_list()])
+            return super().loss(model, row, batch, y)
+
+    g = torch.Generator().manual_seed(0)
+    cloud = Cortex(pos=torch.randn(160, 3, generator=g) * 40, faces=torch.zeros(0, 3),
+                   labels=torch.randint(-1, 4, (160,), generator=g), hemisphere='toy')
+    return Recording(), cloud, experiment.Budget(STEPS, 4)
+
+
+def _cloud_worker(rank, port, out_dir):
+    import experiment
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE))
+    try:
+        task, cloud, budget = _cloud_task()
+        fitted = experiment.fit(task, 'lga', cloud, budget, seed=0)
+        weights = {k: v.detach() for k, v in fitted.model.named_parameters()}
+        torch.save({'batches': task.trained_on, 'params': weights},
+                   os.path.join(out_dir, f'cloud{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason='torch.distributed with gloo is not available')
+def test_a_point_cloud_task_trains_data_parallel_on_whole_graphs(tmp_path):
+    """experiment.fit under two processes for a task whose batches are PyG graphs: the ranks
+    train on disjoint halves of the one-process batch, whole graphs, and DDP keeps their
+    weights equal (a rank trained alone on its half would drift from the other)."""
+    import experiment
+    mp.spawn(_cloud_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    task, cloud, budget = _cloud_task()
+    experiment.fit(task, 'lga', cloud, budget, seed=0)   # the one-process batches
+    ranks = [torch.load(os.path.join(tmp_path, f'cloud{r}.pt')) for r in range(WORLD_SIZE)]
+    for step, whole in enumerate(task.trained_on):
+        shares = [ranks[r]['batches'][step] for r in range(WORLD_SIZE)]
+        assert all(len(share) == len(whole) // WORLD_SIZE for share in shares)
+        for r, share in enumerate(shares):
+            for (pos, y), (pos_, y_) in zip(share, whole[r::WORLD_SIZE]):
+                assert torch.equal(pos, pos_) and torch.equal(y, y_)
+    params = [r['params'] for r in ranks]
+    torch.manual_seed(0)                     # fit draws the weights right after this
+    start = dict(task.build('lga').named_parameters())
+    # The weights, not the batch norms' running statistics: DDP copies rank 0's buffers to
+    # every rank before each forward, so after the last one each rank keeps its own.
+    assert params[0].keys() == params[1].keys() == start.keys()
+    for key, value in params[0].items():
+        assert torch.equal(value, params[1][key]), key
+    assert any(not torch.equal(v, start[k]) for k, v in params[0].items())

@@ -130,6 +130,43 @@ def test_collage_example_trains_under_torchrun(real_data, tmp_path):
     assert (tmp_path / 'collages.json').exists()
 
 
+def test_cortex_example_trains_under_torchrun(real_data, tmp_path):
+    """A point-cloud task on two CPU processes (gloo): each takes one of the step's two views
+    (whole graphs), one table, written once, from the rank-0 process."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={port}', 'segment_cortex.py', '--models', 'lga', '--steps', '2',
+         '--views', '2', '--points', '512', '--no-progress', '--out', str(tmp_path)],
+        cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('| base + LGA (kNN graph) |') == 1
+    assert done.stdout.count('cortex: train left hemisphere') == 1
+    assert json.loads((tmp_path / 'cortex.json').read_text())['rows'][1]['key'] == 'lga'
+
+
+def test_point_batches_are_shared_by_whole_graphs():
+    """PosedCloudsTask.shard: rank r gets graphs r, r + N, ... of the batch, each graph whole
+    with its labels, exactly as if only those clouds had been collated."""
+    import graphs
+    from segment_cortex import CortexTask
+    g = torch.Generator().manual_seed(0)
+    clouds = [torch.randn(n, 3, generator=g) for n in (10, 12, 9, 11)]
+    labels = [torch.randint(-1, 4, (c.size(0),), generator=g) for c in clouds]
+    batch = graphs.collate_clouds(clouds, y=labels, k=4)
+    for rank in range(2):
+        part, y = CortexTask(num_points=16, k=4).shard(batch, batch.y, rank, 2)
+        alone = graphs.collate_clouds(clouds[rank::2], y=labels[rank::2], k=4)
+        assert part.num_graphs == 2 and torch.equal(y, alone.y)
+        for key in ('pos', 'edge_index', 'edge_attr', 'batch', 'ptr', 'y'):
+            assert torch.equal(part[key], alone[key]), key
+    with pytest.raises(ValueError, match='multiple of the number of processes'):
+        CortexTask().shard(batch, batch.y, 0, 3)
+
+
 def test_distributed_shard_splits_a_batch_evenly():
     import distributed
     index = torch.arange(8)

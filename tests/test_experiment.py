@@ -114,3 +114,14 @@ def test_run_matches_fit_for_each_seed():
                                    say=lambda *a, **k: None)
     alone = experiment.fit(task, 'small', data[0], Budget(5, 8), seed=2)
     assert results[1]['acc'] == [task.evaluate(alone.model, 'small', data[1])['acc']]
+
+
+def test_shard_takes_every_nth_row_of_tensor_batches_and_names_the_fix_for_others():
+    """Task.shard under torchrun: rows r, r + N, ... of inputs and target by default; a task
+    whose batches are not tensors is told to give its own shard method."""
+    x, y = torch.arange(12.).view(6, 2), torch.arange(6)
+    parts = [ToyTask().shard(x, y, rank, 3) for rank in range(3)]
+    assert torch.equal(parts[1][0], x[[1, 4]]) and torch.equal(parts[1][1], y[[1, 4]])
+    assert sorted(torch.cat([t for _, t in parts]).tolist()) == list(range(6))
+    with pytest.raises(TypeError, match=r'batches are list: give the task a shard\('):
+        ToyTask().shard([x], y, 0, 2)

@@ -1,6 +1,7 @@
 """The glass task (examples/glass.py, examples/segment_glass.py): deterministic scenes,
 labels, interior, errors; its scores, its runs through experiment.py and its result files."""
 import json
+import math
 
 import pytest
 import torch
@@ -154,8 +155,7 @@ def test_scores_of_perfect_and_background_predictions(data):
     objects = sum(perfect['objects_by_size'].values())
     assert objects == int((test['sides'] > 0).sum()) > 0
     for b, n in perfect['objects_by_size'].items():
-        assert perfect['object_acc_by_size'][b] == (pytest.approx(100) if n else pytest.approx(
-            float('nan'), nan_ok=True))
+        assert perfect['object_acc_by_size'][b] == (pytest.approx(100) if n else None)
     # Background everywhere: every object's pixels are all wrong, and the background class is
     # the only one with an IoU (the mIoU averages the classes present).
     none = segment_glass.evaluate(None, test, field)
@@ -235,3 +235,56 @@ def test_result_files_old_and_new_load_and_tabulate(data, tmp_path, one_thread):
     merged = segment_glass.merged_tables([str(new), str(old)])
     text = open(merged).read()
     assert '| base + LGA, depth 1 |' in text and '| base + LGA 0.2 stack, depth 1 |' in text
+
+
+def _subset(test, keep):
+    return {k: v[keep] for k, v in test.items()}
+
+
+def test_an_empty_size_bin_is_reported_as_empty_never_a_crash_or_a_zero(data, tmp_path,
+                                                                          one_thread):
+    """A test set small enough to leave a size bin without objects (2 seeds, so the table
+    takes a std): null in the JSON, 'n/a' in every table, NaN (a gap) in the figure; the bins
+    with objects keep their numbers."""
+    train, test = data
+    bins = segment_glass.SIZE_BINS
+    bin_of = lambda side: max(b for b in bins if b <= side)   # noqa: E731
+    # The scenes with no object in the first bin that some scene fills.
+    sides = [[bin_of(int(s)) for s in row if s > 0] for row in test['sides']]
+    empty = next(b for b in bins if any(b in row for row in sides))
+    keep = torch.tensor([empty not in row for row in sides])
+    assert 0 < int(keep.sum()) < len(sides)
+    small = _subset(test, keep)
+    results = _run(GlassTask(name='tiny'), (train, small), ['base'], (0, 1), str(tmp_path))
+    key = str(empty)
+    for r in results:
+        assert all(s[key] is None for s in r['object_acc_by_size'])
+        assert all(s[key] == 0 for s in r['objects_by_size'])
+        assert all(s[key] is None for s in r['interior_object_acc_by_size'])
+    # Strict JSON: no NaN anywhere, the empty bin is null.
+    def refuse(constant):
+        raise ValueError(f'{constant} in the result file')
+    saved = json.loads((tmp_path / 'tiny.json').read_text(), parse_constant=refuse)
+    assert saved['rows'][1]['object_acc_by_size'][0][key] is None
+    column = f'obj. acc {key}+ px'
+    table = (tmp_path / 'tiny.md').read_text()
+    assert table.count('n/a (0 objects)') >= 2 and 'nan' not in table
+    row = GlassTask().columns(results[1])
+    assert row[column] == 'n/a (0 objects)'
+    # The bins with objects: the mean ± std of the seeds' numbers, as before.
+    full = next(b for b in bins if str(b) != key and results[1]['objects_by_size'][0][str(b)])
+    values = [s[str(full)] for s in results[1]['object_acc_by_size']]
+    assert row[f'obj. acc {full}+ px'] == segment_glass.mean_std(values)
+    # The merged tables and the figure read the file (and old files, where empty was NaN).
+    old = tmp_path / 'old.json'
+    legacy = json.loads((tmp_path / 'tiny.json').read_text())
+    for r in legacy['rows']:
+        for scores in r['object_acc_by_size'] + r['interior_object_acc_by_size']:
+            scores.update({b: float('nan') for b, v in scores.items() if v is None})
+    old.write_text(json.dumps(legacy))
+    text = open(segment_glass.merged_tables([str(old)])).read()
+    assert 'n/a (0 objects)' in text and 'nan' not in text
+    segment_glass.depth_and_size_figure([str(tmp_path / 'tiny.json')], str(tmp_path))
+    assert segment_glass.bin_cell([1.0, None, 3.0]) == 'n/a (empty in 1 of 3 seeds)'
+    assert segment_glass.bin_cell([1.0, 3.0]) == '2.0 ± 1.4'
+    assert math.isnan(segment_glass.bin_mean([2.0, float('nan')]))

@@ -166,6 +166,26 @@ def test_compiled_path_same_values_and_gradients(monkeypatch):
     torch._dynamo.reset()
 
 
+@pytest.mark.filterwarnings('error::UserWarning')
+@pytest.mark.parametrize('recompute', [False, True])
+def test_compiled_path_traces_without_a_torch_warning(recompute, monkeypatch):
+    """The compiled kernel's functions get detached tensors: Dynamo reads the .grad of each
+    input as it traces (torch/_subclasses/meta_utils.py, safe_grad), which for a non-leaf
+    input that requires grad is a UserWarning that torch hides from the output but that
+    ``-W error`` turns into an InternalTorchDynamoError. A fresh cache, so it really traces."""
+    from graphattn import compiled_grid_attention as cga
+    torch._dynamo.reset()
+    kernels = compile_kernels(cga._FUNCTIONS, 'aot_eager')
+    monkeypatch.setattr(cga, '_KERNELS', kernels)
+    torch.manual_seed(0)
+    model = LGA2d(4, 6, num_layers=2, recompute=recompute, path='compiled')
+    x = torch.randn(1, 4, 5, 6, requires_grad=True)
+    model(x).sum().backward()
+    traced = {name for name, kernel in kernels.items() if kernel._compiled is not None}
+    assert x.grad is not None and traced == {'forward', 'backward'}
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize('path', ['fused', 'compiled'])
 def test_user_torch_compile(path):
     """A user's torch.compile over the module traces the checkpoints without graph
