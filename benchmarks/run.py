@@ -3,10 +3,11 @@
 Suites: knn (graph construction), lga and latentgnn (the 2-D modules against
 their peers, each case once per allocator configuration), points (the
 node-level modules on kNN graphs of point clouds), compiled (torch.compile
-against eager) and plot (the log–log figure from the lga and latentgnn JSON).
+against eager), kernel (the grid kernel alone: the backward's two schedules)
+and plot (the log–log figure from the lga and latentgnn JSON).
 Each prints tables and writes JSON under benchmarks/results/.
 
-``--device cuda`` runs lga, latentgnn and compiled on the GPU (JSON named
+``--device cuda`` runs lga, latentgnn, compiled and kernel on the GPU (JSON named
 ``<suite>-cuda.json``, with the GPU's name); knn and points are CPU
 benchmarks and are skipped there. Without CUDA it stops with a clear message.
 Arguments after ``--`` go to every suite run (e.g. ``-- --sizes 256 512``).
@@ -21,6 +22,7 @@ from typing import Callable, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import compiled  # noqa: E402
+import grid_kernel  # noqa: E402
 import knn  # noqa: E402
 import layers  # noqa: E402
 import plot  # noqa: E402
@@ -32,6 +34,7 @@ QUICK = {'knn': ['--sizes', '2000', '20000', '--brute-max', '2000', '--repeats',
          'latentgnn': ['--sizes', '64', '--repeats', '1'],
          'points': ['--sizes', '2000', '10000', '--repeats', '1'],
          'compiled': ['--sizes', '32', '--repeats', '1'],
+         'kernel': ['--sizes', '32', '--repeats', '1'],
          'plot': []}
 SUITES: Dict[str, Callable[[List[str]], object]] = {
     'knn': knn.main,
@@ -39,9 +42,10 @@ SUITES: Dict[str, Callable[[List[str]], object]] = {
     'latentgnn': lambda argv: layers.main(['--suites', 'latentgnn'] + argv),
     'points': points.main,
     'compiled': compiled.main,
+    'kernel': grid_kernel.main,
     'plot': plot.main,
 }
-ON_CUDA = ('lga', 'latentgnn', 'compiled')
+ON_CUDA = ('lga', 'latentgnn', 'compiled', 'kernel')
 
 
 def main(argv=None) -> None:

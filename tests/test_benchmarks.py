@@ -10,6 +10,7 @@ import torch._dynamo
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks'))
 
 import common  # noqa: E402
+import grid_kernel  # noqa: E402
 import layers  # noqa: E402
 import plot  # noqa: E402
 import points  # noqa: E402
@@ -180,3 +181,25 @@ def test_median_time_budget_cuts_repeats_but_times_one_pass(monkeypatch):
     calls.clear()
     common.median_time(lambda: calls.append(1), repeats=3, warmup=1, budget=1)
     assert len(calls) == 2
+
+
+def test_grid_kernel_schedules_give_the_eager_gradients(monkeypatch):
+    """Every impl of the kernel benchmark computes the eager kernel's gradients (the compiled
+    functions through aot_eager: inductor's C++ build takes a minute per shape here)."""
+    from graphattn import compiled_grid_attention as cga
+    from graphattn.compiled_kernel import compile_kernels
+    torch._dynamo.reset()
+    monkeypatch.setattr(cga, '_KERNELS', compile_kernels(cga._FUNCTIONS, 'aot_eager'))
+    want = grid_kernel.build('eager', 6, 2, 5)['step']()
+    for impl in grid_kernel.IMPLS:
+        passes = grid_kernel.build(impl, 6, 2, 5)
+        got = passes['step']()
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w)
+        passes['backward']()   # the backward alone, through a kept forward graph
+        passes['backward']()
+    r = grid_kernel.run_case('compiled, split', 6, 2, 5, repeats=1)
+    assert r['max_abs_diff'] < 1e-5 and r['backward_s'] > 0
+    row = grid_kernel.row_of('compiled, split', 6, 2, r)
+    assert row['map'] == '6²×2' and 'backward ms' in row
+    torch._dynamo.reset()
