@@ -14,7 +14,8 @@ finishes past it):
    LGA2d (C = 64, L = 4, batch 8; 256² and 512²: ``'auto'`` and ``'compiled'``, each
    also with ``recompute=True``, the depthwise-separable stack, the unfold LGA), LGA on point clouds (100k and 1M
    points, k = 16, C = 64: the table kernel, eager and compiled
-   (``path='compiled'``, :mod:`graphattn.compiled_neighbor_attention`), message passing, PyG's
+   (``path='compiled'``, :mod:`graphattn.compiled_neighbor_attention`), eager with its
+   weighted sum as CSR products (the CPU's form, cuSPARSE there), message passing, PyG's
    ``PointTransformerConv`` and ``GATv2Conv`` on the same graph), LatentGNN2d
    (128², 256², batch 8: fused, the authors' bmm code, a non-local block), the
    kNN graph of 1M points (``graphs.knn_graph``'s torch engine against chunked
@@ -296,6 +297,21 @@ def _cloud(n: int, device: torch.device):
     return pos, table, graphs.neighbors_to_edge_index(table)
 
 
+def _with_sparse_products(device: torch.device, step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` with the table's weighted sum as CSR products on ``device`` too (cuSPARSE on
+    a GPU; the CPU's default), set for each call only."""
+    from graphattn import neighbor_attention
+
+    def run():
+        saved = neighbor_attention.SPARSE_DEVICES
+        neighbor_attention.SPARSE_DEVICES = ('cpu', device.type)
+        try:
+            step()
+        finally:
+            neighbor_attention.SPARSE_DEVICES = saved
+    return run
+
+
 def point_rows(report, sizes, device, budget, args) -> None:
     from torch_geometric.nn import GATv2Conv, PointTransformerConv
 
@@ -306,8 +322,8 @@ def point_rows(report, sizes, device, budget, args) -> None:
             pos = table = edge_index = None
         else:
             pos, table, edge_index = _cloud(n, device)
-        for impl in ('table', 'table, compiled', 'message_passing', 'PointTransformerConv',
-                     'GATv2Conv'):
+        for impl in ('table', 'table, compiled', 'table, CSR products', 'message_passing',
+                     'PointTransformerConv', 'GATv2Conv'):
             def make(impl=impl):
                 torch.manual_seed(0)
                 x = torch.randn(n, CHANNELS, device=device, requires_grad=True)
@@ -319,6 +335,9 @@ def point_rows(report, sizes, device, budget, args) -> None:
                     return _backward_step(m, lambda: m(x, edge_index), [x])
                 m = LGA(CHANNELS, CHANNELS, num_layers=2, edge_dim=3,
                         edge_encoder='mlp').to(device)
+                if impl == 'table, CSR products':
+                    return _with_sparse_products(device, _backward_step(
+                        m, lambda: m(x, pos=pos, neighbors=table), [x]))
                 if impl.startswith('table'):   # the compile is in measure's warm-up pass
                     path = 'compiled' if impl == 'table, compiled' else 'auto'
                     return _backward_step(
@@ -345,6 +364,8 @@ def point_rows(report, sizes, device, budget, args) -> None:
                      '>=', 3.0)
         ratio_target(report, row, 'table, compiled ≥ 5× less peak memory than message passing',
                      mm, mc, '>=', 5.0)
+        ratio_target(report, row, "table, CSR products / table (< 1: make CSR the device's "
+                     "eager path)", _value(rows, name, s, 'table, CSR products'), t, '<', 1.0)
 
 
 def latent_rows(report, sizes, device, budget, args) -> None:

@@ -93,13 +93,21 @@ def _gather(value: Tensor, index: Tensor) -> Tensor:
     return value.index_select(1, index.reshape(-1)).view(b, n, k, *rest)
 
 
+#: The device types on which :class:`NeighborWeightedSum` runs as CSR products. The CPU's
+#: (MKL) were measured 2.5-7x faster per product than gathers there; cuSPARSE's have not
+#: been timed against the chunked gathers on a GPU: the device check's row "table, CSR
+#: products" adds ``'cuda'`` here for its case, and ``tests/test_cuda_parity.py`` checks
+#: that path's numbers.
+SPARSE_DEVICES: Tuple[str, ...] = ('cpu',)
+
+
 def _sparse_products(value: Tensor, index: Tensor) -> bool:
-    """Whether :class:`NeighborWeightedSum` runs as CSR products: on the CPU in
-    float32/64 (MKL's sparse kernels: 2.5-7x faster per product than gathers,
-    batched products and ``index_add_`` there, measured at 100k points), not
-    under :func:`torch.compile` (which does not trace sparse tensors) and not
-    for an empty table. Elsewhere it gathers chunk by chunk."""
-    return (value.device.type == 'cpu' and value.dtype in (torch.float32, torch.float64)
+    """Whether :class:`NeighborWeightedSum` runs as CSR products: on a device type of
+    :data:`SPARSE_DEVICES` in float32/64, not under :func:`torch.compile` (which does not
+    trace sparse tensors) and not for an empty table. Elsewhere it gathers chunk by
+    chunk."""
+    return (value.device.type in SPARSE_DEVICES
+            and value.dtype in (torch.float32, torch.float64)
             and index.numel() > 0 and not torch.compiler.is_compiling())
 
 

@@ -208,6 +208,24 @@ def test_lga_on_a_neighbour_table_equals_the_float64_reference(device, compiled_
     _assert_parity(got, ref, f'LGA[{path}, {score}, {heads} heads]')
 
 
+@pytest.mark.parametrize('score,heads', [('center', 1), ('pair', 2)])
+def test_table_as_csr_products_on_the_device(device, monkeypatch, score, heads):
+    """The table's CSR products (the CPU's default) forced onto the device, as the device
+    check's row "table, CSR products" runs them (cuSPARSE on a GPU), against the float64
+    reference; a table that repeats a neighbour takes the gathered weights' gradient."""
+    from graphattn import neighbor_attention
+    monkeypatch.setattr(neighbor_attention, 'SPARSE_DEVICES', ('cpu', device.type))
+    x, pos, _, table = _cloud()
+    repeated = table.clone()
+    repeated[0, 1] = repeated[0, 2]
+    call = lambda m, x, pos, table, path: m(x, pos=pos, neighbors=table, path=path)  # noqa
+    module = _points_lga(score, heads)
+    for t in (table, repeated):
+        ref = _reference(module, call, [x, pos, t], path='message_passing')
+        got = _run(module, call, [x, pos, t], device, path='fused')
+        _assert_parity(got, ref, f'LGA[CSR products, {score}, {heads} heads]')
+
+
 def test_lga_on_edge_index_with_edge_attr_equals_the_float64_reference(device):
     x, pos, batch, _ = _cloud()
     edge_index = graphs.knn_graph(pos, 4, batch, loop=True)

@@ -37,6 +37,7 @@ def test_dry_run_writes_every_row_and_target(tmp_path):
                    ('grid kernel', 'compiled, fused'), ('grid kernel', 'compiled, split'),
                    ('grid kernel', 'compiled, split, backward only'), ('grid kernel', 'eager'),
                    ('LGA on points', 'table'), ('LGA on points', 'table, compiled'),
+                   ('LGA on points', 'table, CSR products'),
                    ('LGA on points', 'PointTransformerConv'),
                    ('LGA on points', 'GATv2Conv'), ('LatentGNN2d', 'authors'),
                    ('LatentGNN2d', 'nonlocal'), ('demo training step', 'none'),
@@ -44,7 +45,7 @@ def test_dry_run_writes_every_row_and_target(tmp_path):
         assert wanted in impls
     # Ratios against ours within each group, and one target line per issue target.
     assert any('time / ours' in r for r in rows if r['row'] == 'LGA2d')
-    assert len(data['targets']) == 5 + 5 + 1 + 1 + 4 + 1
+    assert len(data['targets']) == 5 + 6 + 1 + 1 + 4 + 1
     markdown = (tmp_path / 'gpu_check.md').read_text()
     assert '| row | size | impl | ms |' in markdown and '| LGA2d |' in markdown
     assert (tmp_path / 'tests.log').exists()
