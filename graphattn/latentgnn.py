@@ -44,10 +44,12 @@ class LatentGNN(LatentGNNBase):
     not.  In ``tests/test_latentgnn_defaults.py``, after 20 steps on one
     cloud at a time, the block's ``eval()`` output moved by 5.9 times its
     train-mode size with ``'batch'`` and not at all with ``'layer'`` (no
-    running state); on the cortex of ``examples/segment_points.py`` (3
-    seeds) ``'layer'`` scored 24.0 +- 0.3 mIoU and ``'batch'`` 23.5 +- 1.0
-    with two crops per step, 21.1 +- 1.7 and 20.5 +- 1.0 with one.  A model saved with ``norm='batch'`` (the
-    default up to graphattn 0.2) loads into ``LatentGNN(..., norm='batch')``.
+    running state).  On the cortex crops of ``examples/segment_points.py``
+    (3 seeds) the two score alike: ``'layer'`` 25.0 +- 0.5 mIoU and
+    ``'batch'`` 25.3 +- 0.4 with two crops per step (re-run paired on
+    2026-12-05), 21.1 +- 1.7 and 20.5 +- 1.0 with one (2026-11-29).  A
+    model saved with ``norm='batch'`` (the default up to graphattn 0.2)
+    loads into ``LatentGNN(..., norm='batch')``.
 
     Graphs of a batch with no nodes (a batch index that never occurs, or
     trailing graphs counted by ``batch_size``) are allowed: they produce no
