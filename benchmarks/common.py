@@ -1,6 +1,7 @@
 """Shared timing, allocator, device, table and JSON helpers for the benchmarks."""
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import math
@@ -10,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -113,6 +114,26 @@ def allocator_in_use() -> Dict[str, object]:
         jemalloc = 'libjemalloc' in f.read()
     return {'jemalloc_loaded': jemalloc,
             'env': {k: os.environ[k] for k in ALLOCATOR_VARS if k in os.environ}}
+
+
+# ------------------------------------------------------------ command line --
+def add_case_arguments(parser, repeats: int, case: Tuple[str, str]) -> None:
+    """The options of a suite whose cases run one per subprocess; ``--case`` (hidden, with
+    ``case`` as its metavar) is how the suite calls one of them."""
+    parser.add_argument('--repeats', type=int, default=repeats)
+    parser.add_argument('--timeout', type=int, default=900, help='seconds per case')
+    parser.add_argument('--out', default='benchmarks/results')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--threads', type=int, default=1, help='torch threads per case')
+    parser.add_argument('--case', nargs=2, metavar=case, help=argparse.SUPPRESS)
+
+
+def parse_case_arguments(parser, argv=None) -> argparse.Namespace:
+    """The parsed options, the device checked and the torch threads set."""
+    args = parser.parse_args(argv)
+    check_device(args.device)
+    torch.set_num_threads(args.threads)
+    return args
 
 
 # ------------------------------------------------------------------ devices --

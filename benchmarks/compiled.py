@@ -28,8 +28,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from common import (check_device, median_time, print_table,  # noqa: E402
-                    run_case_in_subprocess, write_json)
+from common import (add_case_arguments, median_time,  # noqa: E402
+                    parse_case_arguments, print_table, run_case_in_subprocess,
+                    write_json)
 
 MODULES = ['lga2d', 'latentgnn2d']
 
@@ -79,15 +80,8 @@ def main(argv=None) -> List[Dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--modules', nargs='+', default=MODULES, choices=MODULES)
     parser.add_argument('--sizes', type=int, nargs='+', default=[64, 128, 256])
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--timeout', type=int, default=900)
-    parser.add_argument('--out', default='benchmarks/results')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.add_argument('--threads', type=int, default=1, help='torch threads per case')
-    parser.add_argument('--case', nargs=2, metavar=('MODULE', 'SIZE'), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    check_device(args.device)
-    torch.set_num_threads(args.threads)
+    add_case_arguments(parser, repeats=3, case=('MODULE', 'SIZE'))
+    args = parse_case_arguments(parser, argv)
     if args.case:
         print(json.dumps(run_case(args.case[0], int(args.case[1]), args.repeats, args.device)))
         return []

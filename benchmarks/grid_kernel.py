@@ -32,8 +32,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
-from common import (check_device, median_time, print_table,  # noqa: E402
-                    run_case_in_subprocess, write_json)
+from common import (add_case_arguments, median_time,  # noqa: E402
+                    parse_case_arguments, print_table, run_case_in_subprocess,
+                    write_json)
 
 IMPLS = ('eager', 'compiled, fused', 'compiled, split')
 
@@ -120,15 +121,8 @@ def main(argv=None) -> List[Dict[str, object]]:
     parser.add_argument('--sizes', type=int, nargs='+', default=[128, 256])
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--channels', type=int, default=64)
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--timeout', type=int, default=900)
-    parser.add_argument('--out', default='benchmarks/results')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.add_argument('--threads', type=int, default=1, help='torch threads per case')
-    parser.add_argument('--case', nargs=2, metavar=('IMPL', 'SIZE'), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    check_device(args.device)
-    torch.set_num_threads(args.threads)
+    add_case_arguments(parser, repeats=5, case=('IMPL', 'SIZE'))
+    args = parse_case_arguments(parser, argv)
     if args.case:
         print(json.dumps(run_case(args.case[0], int(args.case[1]), args.batch, args.channels,
                                   args.repeats, args.device)))

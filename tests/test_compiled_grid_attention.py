@@ -69,25 +69,17 @@ def test_split_backward_equals_the_eager_kernel(normalize, relu, through_alpha):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
-def test_split_backward_gradcheck_and_bad_schedule():
-    torch.manual_seed(4)
-    offsets = _offsets()
-    scores = torch.randn(1, 3, 4, 2, 9, dtype=DT, requires_grad=True)
-    value = torch.randn(1, 3, 4, 2, 2, dtype=DT, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda s, v: compiled_grid_attention(s, v, offsets, 'softmax', backward='split'),
-        (scores, value))
-    with pytest.raises(ValueError, match="'backward' must be one of"):
-        compiled_grid_attention(scores, value, offsets, backward='two')
-
-
-def test_gradcheck():
+@pytest.mark.parametrize('backward', ['fused', 'split'])
+def test_gradcheck(backward):
     torch.manual_seed(2)
     offsets = _offsets()
     scores = torch.randn(1, 3, 4, 2, 9, dtype=DT, requires_grad=True)
     value = torch.randn(1, 3, 4, 2, 2, dtype=DT, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda s, v: compiled_grid_attention(s, v, offsets, 'softmax'), (scores, value))
+        lambda s, v: compiled_grid_attention(s, v, offsets, 'softmax', backward=backward),
+        (scores, value))
+    with pytest.raises(ValueError, match="'backward' must be one of"):
+        compiled_grid_attention(scores, value, offsets, backward='two')
 
 
 @pytest.mark.parametrize('score', ['center', 'neighbor', 'pair'])

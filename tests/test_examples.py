@@ -114,17 +114,22 @@ def test_attention_footprint_sums_to_one():
     assert float(foot[0, 0]) == 0.0  # beyond two hops of (2, 3)
 
 
-def test_collage_example_trains_under_torchrun(real_data, tmp_path):
-    """Two CPU processes (gloo): one table, written once, from the rank-0 process."""
+def _torchrun(script, *args):
+    """``script args`` on two CPU processes (gloo) on a free port."""
     import socket
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={port}', 'segment_collages.py', '--models', 'lga', '--steps', '2',
-         '--batch-size', '4', '--train-size', '8', '--test-size', '4', '--out', str(tmp_path)],
+         f'--master_port={port}', script, *args],
         cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+
+
+def test_collage_example_trains_under_torchrun(real_data, tmp_path):
+    """Two CPU processes (gloo): one table, written once, from the rank-0 process."""
+    done = _torchrun('segment_collages.py', '--models', 'lga', '--steps', '2', '--batch-size',
+                     '4', '--train-size', '8', '--test-size', '4', '--out', str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count('| base + LGA |') == 1
     assert (tmp_path / 'collages.json').exists()
@@ -133,15 +138,8 @@ def test_collage_example_trains_under_torchrun(real_data, tmp_path):
 def test_cortex_example_trains_under_torchrun(real_data, tmp_path):
     """A point-cloud task on two CPU processes (gloo): each takes one of the step's two views
     (whole graphs), one table, written once, from the rank-0 process."""
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    done = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={port}', 'segment_cortex.py', '--models', 'lga', '--steps', '2',
-         '--views', '2', '--points', '512', '--no-progress', '--out', str(tmp_path)],
-        cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    done = _torchrun('segment_cortex.py', '--models', 'lga', '--steps', '2', '--views', '2',
+                     '--points', '512', '--no-progress', '--out', str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count('| base + LGA (kNN graph) |') == 1
     assert done.stdout.count('cortex: train left hemisphere') == 1
