@@ -170,15 +170,20 @@ class PointSegNet(nn.Module):
         num_classes: classes of the per-point MLP.
         position_only: a floor without a graph: a per-point MLP on the coordinates replaces
             the EdgeConvs (which are still drawn, so the head starts from the same weights).
+        extra_convs: more EdgeConv layers after the two (a rival of a block: more
+            convolution, hence more hops, for the same parameters), drawn after the base's
+            weights as a block is.
     """
 
     def __init__(self, context: Optional[Callable[[int], nn.Module]] = None, width: int = 32,
-                 num_classes: int = 4, position_only: bool = False):
+                 num_classes: int = 4, position_only: bool = False, extra_convs: int = 0):
         super().__init__()
         self.conv1 = EdgeConv(MLP([2 * 3, width, width]), aggr='max')
         self.conv2 = EdgeConv(MLP([2 * width, width, width]), aggr='max')
         self.point_mlp = MLP([3, width, width]) if position_only else None
         self.head = MLP([width, width, num_classes], dropout=0.1)
+        self.extra = nn.ModuleList([EdgeConv(MLP([2 * width, width, width]), aggr='max')
+                                    for _ in range(extra_convs)])
         # Drawn after the base's weights, so that at one seed every row starts from the same
         # base and differs only by its block (docs/lga.md: the collages' seed-2 'collapse'
         # was the decoder's draw, which the block's weights used to shift).
@@ -191,6 +196,8 @@ class PointSegNet(nn.Module):
         if self.point_mlp is not None:              # the position-only floor: no graph
             return self.head(self.point_mlp(data.pos))
         h = self.conv2(self.conv1(data.pos, data.edge_index), data.edge_index)
+        for conv in self.extra:
+            h = conv(h, data.edge_index)
         if isinstance(self.context, LGA):           # loop=True kNN edges, edge_attr = offsets
             h = self.context(h, data.edge_index, data.edge_attr)
         elif isinstance(self.context, LatentGNN):   # latent nodes per cloud (one: a Data)

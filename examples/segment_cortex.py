@@ -60,6 +60,11 @@ from training import segmentation_scores
 CONTEXTS = ('none', 'lga', 'latentgnn')
 #: The trained rows: the position-only MLP (no graph), then each context block.
 MODELS = ('position-mlp', *CONTEXTS)
+#: Extra EdgeConv layers of the 'deeper' rival: the base made deeper to LGA's parameter count
+#: (21,796 against 22,372), with five more hops where LGA's four layers add four. Not a demo
+#: row (``--models deeper``; docs/results.md).
+DEEPER_CONVS = 5
+RIVALS = ('deeper',)
 #: The pose of a view: the template's own frame, a random turn about the up axis (conte69's
 #: z, inferior -> superior), or a uniformly random 3-D rotation.
 FRAMES = ('template', 'up', 'any')
@@ -71,6 +76,7 @@ LATENT_NORM = 'batch'
 DISPLAY_NAMES = {'majority': 'trivial: majority class',
                  'position-mlp': 'trivial: position-only MLP',
                  'none': 'base', 'lga': 'base + LGA (kNN graph)',
+                 'deeper': f'base + {DEEPER_CONVS} EdgeConv (params ≈ LGA)',
                  'latentgnn': f"base + LatentGNN (norm='{LATENT_NORM}')"}
 NUM_CLASSES = 4
 CLASS_NAMES = Cortex.MESULAM_CLASSES
@@ -92,11 +98,14 @@ class PositionMLP(nn.Module):
 
 def make_model(name: str, latent_norm: str = LATENT_NORM) -> nn.Module:
     """A fresh model of row ``name``: the position-only MLP, or :class:`models.PointSegNet`
-    with no block, 4 fused LGA layers, or LatentGNN (32 latent nodes, ``latent_norm``)."""
+    with no block, 4 fused LGA layers, LatentGNN (32 latent nodes, ``latent_norm``), or
+    :data:`DEEPER_CONVS` more EdgeConv layers (the rival ``'deeper'``)."""
     if latent_norm not in LATENT_NORMS:
         raise ValueError(f"unknown latent_norm {latent_norm!r}; choose one of {LATENT_NORMS}")
     if name == 'position-mlp':
         return PositionMLP()
+    if name == 'deeper':
+        return PointSegNet(None, num_classes=NUM_CLASSES, extra_convs=DEEPER_CONVS)
     blocks = {'none': None,
               'lga': lambda width: LGA.for_points(width, num_layers=4, fuse=True),
               'latentgnn': lambda width: LatentGNN(width, latent_dims=[32], channel_stride=2,
@@ -262,7 +271,7 @@ def run(models: List[str], budget: Budget, num_points: int = 512, k: int = 16,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS + RIVALS)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--steps', type=int, default=150)
     parser.add_argument('--points', type=int, default=512, help='vertices per view')

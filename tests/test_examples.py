@@ -380,3 +380,24 @@ def test_point_context_rows_share_the_base_weights_at_a_seed(module, rows):
         assert shared.keys() == base.keys() and len(row) > len(shared), name
         for key, value in shared.items():
             assert torch.equal(value, base[key]), (name, key)
+
+
+def test_cortex_deeper_rival_matches_lga_in_size_and_shares_the_base():
+    """The 'deeper' rival: the base's weights at a seed, then DEEPER_CONVS more EdgeConvs,
+    within 5% of base + LGA's parameter count; its extra layers run (a different output)."""
+    import segment_cortex
+    make = segment_cortex.make_model
+    size = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    torch.manual_seed(3)
+    base = make('none')
+    torch.manual_seed(3)
+    deeper = make('deeper')
+    assert len(deeper.extra) == segment_cortex.DEEPER_CONVS
+    assert abs(size(deeper) / size(make('lga')) - 1) < 0.05
+    state = deeper.state_dict()
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    data = segment_cortex.CortexTask(num_points=64, k=8).view(
+        _toy_cortex(), torch.arange(64), torch.Generator().manual_seed(0))
+    base.eval(), deeper.eval()
+    assert not torch.allclose(base(data), deeper(data))
