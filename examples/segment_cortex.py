@@ -28,7 +28,10 @@ Run it alone (``python examples/segment_cortex.py --help``) or through the demo.
    block (none, LGA on the same kNN graph, or LatentGNN over each view, with
    ``norm='batch'``: see :data:`LATENT_NORM`), then a per-point classifier
    (:class:`models.PointSegNet`). The trivial rows: the majority class, and an MLP on
-   the vertex coordinates alone (in the same frame), trained like the others.
+   the vertex coordinates alone (in the same frame), trained like the others. The rival,
+   not a demo row: ``--models deeper``, the base with :data:`DEEPER_CONVS` more EdgeConv
+   layers, about base + LGA's parameter count (it scores higher than LGA here:
+   docs/results.md).
 5. Training on ``--views`` (8) views of the left hemisphere per step
    (:func:`experiment.fit`: AdamW, one-cycle); every row gets the same steps, views and
    rotations. Under ``torchrun --nproc_per_node=N`` each process trains on N-th of every
