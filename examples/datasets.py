@@ -216,21 +216,12 @@ def boxes_intersect(a: Tuple[int, int, int], b: Tuple[int, int, int]) -> bool:
             and b[1] < a[1] + a[2])
 
 
-def random_rotation(generator: torch.Generator) -> torch.Tensor:
-    """A uniformly random 3-D rotation matrix (QR of a Gaussian matrix, sign-fixed)."""
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r)).view(1, -1)
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q.float()
-
-
 def cortex_split() -> Tuple[Cortex, Cortex]:
     """Train on the left hemisphere, test on the right one mirrored (x -> -x).
 
     Mirroring makes the right hemisphere a left-like shape, so the task is to
     transfer labels between two real, different brains halves, not to memorise
-    coordinates. Random rotations of each view (see :func:`random_rotation`) then
+    coordinates. Random poses of each view (:func:`graphs.random_pose`) then
     force the labels to be read from the shape.
     """
     left, right = load_cortex('left'), load_cortex('right')

@@ -62,6 +62,17 @@ def shard(index: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return index[rank::world_size]
 
 
+def is_main() -> bool:
+    """Whether this process speaks for the run: rank 0, or the only process."""
+    return setup()[0] == 0
+
+
+def say(*args, **kwargs) -> None:
+    """``print`` on the main process only (one voice under torchrun)."""
+    if is_main():
+        print(*args, **kwargs)
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

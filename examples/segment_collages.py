@@ -130,7 +130,7 @@ def run(models: List[str], budget: Budget, train_size: int = 2000, test_size: in
     :func:`experiment.run`'s ``(results, models, test)``."""
     task = CollageTask(train_size, test_size)
     size = COLLAGE['size']
-    if distributed.setup()[0] == 0:
+    if distributed.is_main():
         print(f"collages: {train_size} train / {test_size} test, {size}x{size}, 11 classes; "
               f"{budget.steps} steps of batch {budget.batch_size} per model and seed; seeds "
               f"{list(budget.seeds)}"
@@ -153,7 +153,7 @@ def main() -> None:
         results, _, _ = run(args.models, budget, args.train_size, args.test_size, args.out)
     except MissingDataError as error:
         fail_with_hint(error)
-    if distributed.setup()[0] == 0:
+    if distributed.is_main():
         print(experiment.table(CollageTask(), results))
     distributed.cleanup()
 

@@ -264,11 +264,11 @@ def run(models: List[str], budget: Budget, num_points: int = 512, k: int = 16,
     task = CortexTask(num_points, k, frame, latent_norm)
     left, right = task.make_data()
     seeds = list(budget.seeds)
-    say = print if distributed.setup()[0] == 0 else lambda *args: None   # one voice
-    say(f"cortex: train left hemisphere ({left.pos.size(0)} vertices; {budget.batch_size} "
-          f"views of {num_points} per step), test mirrored right; frame '{frame}'; kNN k={k} "
-          f"with self-loops; {budget.steps} steps per model and seed; seeds {seeds}"
-          + (" (ONE seed: no spread is measured)" if len(seeds) == 1 else ""))
+    distributed.say(f"cortex: train left hemisphere ({left.pos.size(0)} vertices; "
+                    f"{budget.batch_size} views of {num_points} per step), test mirrored "
+                    f"right; frame '{frame}'; kNN k={k} with self-loops; {budget.steps} steps "
+                    f"per model and seed; seeds {seeds}"
+                    + (" (ONE seed: no spread is measured)" if len(seeds) == 1 else ""))
     return experiment.run(task, models, budget, out, progress, data=(left, right))
 
 
@@ -302,7 +302,7 @@ def main() -> None:
                             not args.no_progress, args.frame, args.latent_norm)
     except MissingDataError as error:
         fail_with_hint(error)
-    if distributed.setup()[0] == 0:
+    if distributed.is_main():
         print(experiment.table(CortexTask(args.points, args.k, args.frame, args.latent_norm),
                                results))
     distributed.cleanup()

@@ -157,11 +157,10 @@ def run(rows: List[str], budget: Budget, points: int = 2048, k: int = 16, width:
     folder, file = os.path.split(out)
     task = PointsTask(points, k, width, rotation, os.path.splitext(file)[0] or 'segment_points')
     left, right = task.make_data()
-    say = print if distributed.setup()[0] == 0 else lambda *args: None   # one voice
-    say(f"train: left hemisphere ({left.pos.size(0)} vertices), {budget.steps} steps of "
-          f"{budget.batch_size} balls of radius {RADIUS:.0f} mm resampled to {points} points, "
-          f"rotation {rotation!r}, k={k}; test: every labelled vertex of the mirrored right "
-          f"hemisphere; seeds {list(budget.seeds)}")
+    distributed.say(f"train: left hemisphere ({left.pos.size(0)} vertices), {budget.steps} "
+                    f"steps of {budget.batch_size} balls of radius {RADIUS:.0f} mm resampled "
+                    f"to {points} points, rotation {rotation!r}, k={k}; test: every labelled "
+                    f"vertex of the mirrored right hemisphere; seeds {list(budget.seeds)}")
     return experiment.run(task, rows, budget, (folder or '.') if out else None,
                           data=(left, right))
 
@@ -193,7 +192,7 @@ def main() -> None:
                             args.out)
     except MissingDataError as error:
         fail_with_hint(error)
-    if distributed.setup()[0] == 0:
+    if distributed.is_main():
         print(experiment.table(PointsTask(), results))
     distributed.cleanup()
 

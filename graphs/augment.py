@@ -94,9 +94,7 @@ def random_pose(pos: Tensor, *, scale: float = 1.0, rotate: bool = True,
     """
     pos = check_points('pos', pos)
     check_positive_float('scale', scale)
-    rotation = random_rotation(pos.size(1), axis=axis, generator=generator, dtype=pos.dtype,
-                               device=pos.device) if rotate else None
     if pos.size(0) > 0:
         # Centre, then scale (not the reverse): the demo's cortex numbers were made this way.
         pos = (pos - pos.mean(0)) / scale
-    return pos if rotation is None else pos @ rotation.t()
+    return random_rotate(pos, axis=axis, generator=generator) if rotate else pos

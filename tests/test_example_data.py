@@ -97,14 +97,6 @@ def test_cortex_split_mirrors_the_right_hemisphere():
     assert not torch.equal(left.pos, right.pos)  # two different real surfaces
 
 
-def test_random_rotation_is_a_rotation():
-    g = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        rot = datasets.random_rotation(g)
-        assert torch.allclose(rot @ rot.t(), torch.eye(3), atol=1e-5)
-        assert float(torch.det(rot)) == pytest.approx(1.0, abs=1e-5)
-
-
 def test_missing_data_message_names_the_command(monkeypatch):
     monkeypatch.setattr(datasets, 'FASHION_MNIST_DIRS', ('/nonexistent',))
     with pytest.raises(datasets.MissingDataError, match='apt-get download dataset-fashion-mnist'):
