@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple, Union
 
+import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from graphs.grid import grid_edges, grid_stencil
 
@@ -182,7 +184,7 @@ class LGA2d(LGABase):
         if height == 0 or width == 0:
             raise ValueError(f"'x' must have a non-empty map, H, W >= 1 (got shape "
                              f"{tuple(x.shape)})")
-        h = self.proj(x.permute(0, 2, 3, 1)).reshape(b, height * width, self.latent_channels)
+        h = self._project(x)
         graph = self.convs[0].prepare(h, grid=(height, width, self.offsets),
                                       path=self.path if path is None else path)
         h, attention = self.layers(h, graph, return_attention_weights)
@@ -192,6 +194,20 @@ class LGA2d(LGABase):
             maps = [attention_maps(att, height, width, self.offsets) for att in attention]
         return with_extras(self.output(x, latent, dim=1), latent if return_latent else None,
                            maps)
+
+    def _project(self, x: Tensor) -> Tensor:
+        """``proj`` on every pixel: ``(B, C, H, W)`` to ``(B, H*W, C_l)``."""
+        pixels = x.permute(0, 2, 3, 1)
+        b, height, width = pixels.shape[:3]
+        if self.recompute and torch.is_grad_enabled():
+            # The product copies the channels-last view into (B*H*W, C) and would keep
+            # that copy for the weight's gradient: one map through the whole backward.
+            # Recomputed, the backward keeps x itself (the view) and makes the copy only
+            # at the end, with the same operations, so the same bits as without.
+            h = checkpoint(self.proj, pixels, use_reentrant=False)
+        else:
+            h = self.proj(pixels)
+        return h.reshape(b, height * width, self.latent_channels)
 
     def __repr__(self) -> str:
         extra = (f', connectivity={self.connectivity}' if self.connectivity != 8 else '') + (
