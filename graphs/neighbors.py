@@ -18,8 +18,8 @@ Engines (``engine=``):
 * ``'extension'``: torch-cluster's compiled kernels, if installed (untested
   here: torch-cluster is not installed in CI). Its radius search keeps the
   first ``max_num_neighbors`` points it finds, not the closest.
-* ``'auto'``: the extension for kNN when present, otherwise scipy on CPU and
-  torch on other devices.
+* ``'auto'``: the extension for kNN when present, otherwise scipy on CPU (torch
+  where scipy is not installed) and torch on other devices.
 
 Every engine searches a copy of the points made by
 :func:`graphs.distances.working_points`: at least float32, scaled by a power of
@@ -29,6 +29,7 @@ Tables are as wide as the request or the largest cloud, whichever is smaller.
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Optional, Tuple
 
 import numpy as np
@@ -44,15 +45,26 @@ __all__ = ['nearest_neighbors', 'available_engines']
 ENGINES = ('auto', 'scipy', 'torch', 'extension')
 
 
+def _importable(module: str) -> bool:
+    # Asked of importlib, not of torch_geometric.typing (PyG 2.8 no longer reports
+    # torch-cluster), and without importing the module.
+    return importlib.util.find_spec(module) is not None
+
+
 def _has_extension() -> bool:
-    # PyG 2.8's torch_geometric.typing no longer reports torch-cluster: ask importlib.
-    import importlib.util
-    return importlib.util.find_spec('torch_cluster') is not None
+    return _importable('torch_cluster')
+
+
+def _has_scipy() -> bool:
+    # A declared dependency, yet absent from some bare images (the lent GPU machines'):
+    # 'auto' then searches with torch rather than failing on a missing import.
+    return _importable('scipy')
 
 
 def available_engines() -> Tuple[str, ...]:
     """The search engines usable in this environment."""
-    return ('scipy', 'torch') + (('extension',) if _has_extension() else ())
+    return (('scipy',) if _has_scipy() else ()) + ('torch',) + (
+        ('extension',) if _has_extension() else ())
 
 
 def _resolve_engine(engine: str, device: torch.device, radius: bool = False) -> str:
@@ -62,10 +74,13 @@ def _resolve_engine(engine: str, device: torch.device, radius: bool = False) -> 
         # torch-cluster's radius keeps the first neighbours it finds, not the closest.
         if _has_extension() and not radius:
             return 'extension'
-        return 'scipy' if device.type == 'cpu' else 'torch'
+        return 'scipy' if device.type == 'cpu' and _has_scipy() else 'torch'
     if engine == 'scipy' and device.type != 'cpu':
         raise ValueError("engine='scipy' needs CPU tensors; use engine='torch' on "
                          f"{device.type}")
+    if engine == 'scipy' and not _has_scipy():
+        raise ValueError("engine='scipy' needs scipy, which is not installed; use "
+                         "engine='torch' (or 'auto')")
     if engine == 'extension' and not _has_extension():
         raise ValueError("engine='extension' needs torch-cluster, which is not installed")
     return engine

@@ -182,3 +182,17 @@ def test_matches_pyg_signature():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_without_scipy_auto_searches_with_torch(monkeypatch):
+    """scipy is a dependency, yet bare images (the lent GPU machines') may lack it: 'auto'
+    then takes the torch engine, the same graph, and asking for scipy says what is missing."""
+    from graphs import neighbors
+    pos, batch = random_batch([30, 12], 3, seed=5)
+    expected = graphs.knn_graph(pos, 4, batch, engine='scipy')
+    monkeypatch.setattr(neighbors, '_has_scipy', lambda: False)
+    assert 'scipy' not in graphs.available_engines()
+    assert 'torch' in graphs.available_engines()
+    assert torch.equal(graphs.knn_graph(pos, 4, batch), expected)
+    with pytest.raises(ValueError, match="engine='scipy' needs scipy"):
+        graphs.knn_graph(pos, 4, batch, engine='scipy')
