@@ -117,9 +117,23 @@ def _deactivate() -> None:
         if _state['users'] == 0:
             for flag, value in _state['saved_flags'].items():
                 setattr(pyg_typing, flag, value)
-            # Dropping the last reference to the Library removes its operators.
+            _remove(_state['library'])
             _state['library'] = None
             _state['saved_flags'] = {}
+
+
+def _remove(library: Optional[torch.library.Library]) -> None:
+    """Remove our operators, and torch's cached ``torch.ops.pyg.<name>`` with them."""
+    if library is None:
+        return
+    # Dropping the last reference removes the operators, but up to torch 2.12 that path
+    # leaves the cached packets in torch.ops.pyg, whose overloads no longer exist; the
+    # next torch.compile enumerates them and fails ("'CustomDecompTable' object is not a
+    # mapping", seen on torch 2.11). _destroy is what torch.library's own scoped
+    # libraries call; it clears the cache on every version.
+    destroy = getattr(library, '_destroy', None)
+    if destroy is not None:
+        destroy()
 
 
 class PygBackend:

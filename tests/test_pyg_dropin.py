@@ -263,6 +263,22 @@ def test_backend_is_reversible_nestable_and_explicit():
 
 
 @needs_no_pyg_lib
+def test_after_the_backend_torch_compile_still_works():
+    """The operators go with torch's cached packets: torch <= 2.12 kept stale
+    ``torch.ops.pyg.knn`` packets when a Library was merely dropped, and the next
+    compile that enumerates the operators (AOT autograd's decompositions) failed."""
+    with graphs.use_as_pyg_backend():
+        pyg_nn.knn_graph(torch.rand(6, 2), 2)           # caches torch.ops.pyg.knn
+    assert 'knn' not in vars(torch.ops.pyg) and 'knn' not in torch.ops.pyg._dir
+    from torch._decomp import core_aten_decompositions
+    assert len(core_aten_decompositions().keys()) > 0   # enumerates every namespace
+    x = torch.randn(4, 3, requires_grad=True)
+    compiled = torch.compile(lambda t: (t.sin() * 2).sum(), backend='aot_eager', fullgraph=True)
+    compiled(x).backward()
+    assert torch.allclose(x.grad, 2 * x.detach().cos())
+
+
+@needs_no_pyg_lib
 def test_gravnet_conv_on_the_backend():
     torch.manual_seed(1)
     x = torch.randn(25, 4)
