@@ -127,8 +127,11 @@ def _csr(index: Tensor, values: Tensor, num_cols: int) -> Tensor:
 def _csr_tensor(crow: Tensor, col: Tensor, values: Tensor, size: Tuple[int, int]) -> Tensor:
     # The table was validated once (entries in [0, M]); columns need not be sorted
     # within a row for the products used here, so the per-call checks are skipped.
-    with warnings.catch_warnings():   # torch's one-time "CSR support is in beta" notice
+    # torch's one-time notices: "CSR support is in beta", and (torch 2.11, even with
+    # check_invariants=False given) "invariant checks are implicitly disabled".
+    with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta')
+        warnings.filterwarnings('ignore', message='Sparse invariant checks are implicitly')
         return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 
