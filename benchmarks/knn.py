@@ -11,13 +11,15 @@ import argparse
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 import graphs
 from common import median_time, print_table, write_json
 
 
 def scipy_direct(pos: np.ndarray, k: int):
+    # Imported here: the device check imports this module for brute_force alone, on
+    # images that may lack scipy.
+    from scipy.spatial import cKDTree
     tree = cKDTree(pos)
     return tree.query(pos, k=k + 1, workers=-1)
 

@@ -330,28 +330,74 @@ def _sorted_edges(edge_index):
     return ei[:, torch.argsort(ei[1] * (ei.max() + 1) + ei[0])]
 
 
+def _cdist_table(pos, k, batch, loop, queries=None, query_batch=None):
+    """The reference of every builder: (index, distance) of the ``k`` nearest points of
+    each query's own cloud, from a float64 distance matrix (brute force, no scipy: the
+    lent GPU machines may not have it), ``-1`` / ``inf`` where a cloud runs out."""
+    pos = pos.double()
+    query, query_batch = ((pos, batch) if queries is None else
+                          (queries.double(), query_batch))
+    dist = torch.cdist(query, pos)
+    dist[query_batch.view(-1, 1) != batch.view(1, -1)] = float('inf')
+    if queries is None and not loop:
+        dist.fill_diagonal_(float('inf'))
+    dist, index = dist.topk(min(k, pos.size(0)), largest=False)
+    return index.masked_fill(dist.isinf(), -1), dist
+
+
+def _table_edges(index):
+    """A table's (2, E) edges: row 0 the neighbours, row 1 the rows (centres, queries);
+    graphs.knn's rows are the other way round (row 0 the queries)."""
+    rows = torch.arange(index.size(0)).view(-1, 1).expand_as(index)
+    kept = index >= 0
+    return torch.stack([index[kept], rows[kept]])
+
+
+def _radius_edges(pos, r, batch):
+    dist = torch.cdist(pos.double(), pos.double())
+    inside = (dist < r) & (batch.view(-1, 1) == batch.view(1, -1))
+    inside.fill_diagonal_(False)
+    centre, neighbour = inside.nonzero().t()
+    return torch.stack([neighbour, centre])
+
+
+def test_the_builders_reference_is_brute_force():
+    """The reference above against the scipy engine, where scipy is installed."""
+    pytest.importorskip('scipy')
+    g = torch.Generator().manual_seed(11)
+    pos = torch.rand(60, 3, generator=g, dtype=torch.float64)
+    batch = torch.tensor([0] * 35 + [1] * 25)
+    for loop in (False, True):
+        index, dist = graphs.nearest_neighbors(pos, 5, batch, loop=loop, engine='scipy')
+        ref_index, ref_dist = _cdist_table(pos, 5, batch, loop)
+        assert torch.equal(index, ref_index)
+        torch.testing.assert_close(dist, ref_dist)
+    assert torch.equal(_sorted_edges(_radius_edges(pos, 0.3, batch)), _sorted_edges(
+        graphs.radius_graph(pos, 0.3, batch, engine='scipy', max_num_neighbors=64)))
+
+
 @pytest.mark.parametrize('engine', ['torch', 'auto'])
-def test_knn_and_radius_builders_equal_scipy_on_float64(device, engine):
-    """The torch engine (and whatever 'auto' picks on the device) against the scipy
-    engine on float64 positions: the same edges and the same distances."""
+def test_knn_and_radius_builders_equal_brute_force_in_float64(device, engine):
+    """The torch engine (and whatever 'auto' picks on the device) against brute force
+    on float64 positions: the same edges and the same distances."""
     g = torch.Generator().manual_seed(11)
     pos = torch.rand(60, 3, generator=g, dtype=torch.float64)
     batch = torch.tensor([0] * 35 + [1] * 25)
     on, batch_on = pos.float().to(device), batch.to(device)
     for loop in (False, True):
-        ref = graphs.knn_graph(pos, 6, batch, loop=loop, engine='scipy')
+        ref = _table_edges(_cdist_table(pos, 6, batch, loop)[0])
         got = graphs.knn_graph(on, 6, batch_on, loop=loop, engine=engine)
         assert got.device.type == device.type
         assert torch.equal(_sorted_edges(got), _sorted_edges(ref))
-    ref = graphs.radius_graph(pos, 0.3, batch, engine='scipy', max_num_neighbors=64)
     got = graphs.radius_graph(on, 0.3, batch_on, engine=engine, max_num_neighbors=64)
-    assert torch.equal(_sorted_edges(got), _sorted_edges(ref))
-    ref_index, ref_dist = graphs.nearest_neighbors(pos, 5, batch, engine='scipy')
+    assert torch.equal(_sorted_edges(got), _sorted_edges(_radius_edges(pos, 0.3, batch)))
+    ref_index, ref_dist = _cdist_table(pos, 5, batch, loop=False)
     index, dist = graphs.nearest_neighbors(on, 5, batch_on, engine=engine)
     assert torch.equal(index.cpu(), ref_index)
     torch.testing.assert_close(dist.double().cpu(), ref_dist, **F32)
     queries = torch.rand(9, 3, generator=g, dtype=torch.float64)
-    ref = graphs.knn(pos, queries, 4, engine='scipy')
+    ref = _table_edges(_cdist_table(pos, 4, torch.zeros(60, dtype=torch.long), False,
+                                    queries, torch.zeros(9, dtype=torch.long))[0]).flip(0)
     got = graphs.knn(on, queries.float().to(device), 4, engine=engine)
     assert torch.equal(_sorted_edges(got), _sorted_edges(ref))
 
@@ -367,9 +413,8 @@ def test_pyg_backend_switch_runs_pyg_functions_on_the_device(device):
                              max_num_neighbors=64)
     assert got.device.type == device.type
     assert torch.equal(_sorted_edges(got),
-                       _sorted_edges(graphs.knn_graph(pos, 5, batch, engine='scipy')))
-    assert torch.equal(_sorted_edges(got_r), _sorted_edges(
-        graphs.radius_graph(pos, 0.35, batch, engine='scipy', max_num_neighbors=64)))
+                       _sorted_edges(_table_edges(_cdist_table(pos, 5, batch, False)[0])))
+    assert torch.equal(_sorted_edges(got_r), _sorted_edges(_radius_edges(pos, 0.35, batch)))
 
 
 # ----------------------------------------------------------------- autocast --

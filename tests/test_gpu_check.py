@@ -59,3 +59,37 @@ def test_without_cuda_the_check_refuses_with_the_reason(tmp_path):
                            '--out', str(tmp_path)], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert done.returncode == 2 and '--dry-run' in done.stderr
+
+
+def test_a_failing_group_is_a_row_and_the_next_group_runs(tmp_path, monkeypatch, capsys):
+    """A group that fails outside its cases (here: a missing module, as scipy was on a
+    bare device image) leaves a note row, its traceback in the log, and the check goes on."""
+    sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    ran = []
+
+    def broken(report, sizes, device, budget, args):
+        import not_a_module_anywhere  # noqa: F401
+
+    def fine(report, sizes, device, budget, args):
+        ran.append(True)
+        report.add({'row': 'fine', 'size': '1', 'impl': 'x', 'ms': 1.0})
+
+    monkeypatch.setitem(gpu_check.GROUPS, 'knn', broken)
+    monkeypatch.setitem(gpu_check.GROUPS, 'train', fine)
+    report = gpu_check.Report(str(tmp_path), {'date': 'now', 'device_name': 'cpu',
+                                              'torch': '', 'cuda': None,
+                                              'torch_geometric': '', 'triton': '', 'mode': ''})
+    budget = gpu_check.Budget(60)
+    for group in ('knn', 'train'):
+        gpu_check.run_group(report, group, {}, None, budget, None)
+    assert ran == [True]
+    note = report.rows[0]
+    assert note['row'] == 'knn' and note['note'].startswith(
+        "group stopped: ModuleNotFoundError: No module named 'not_a_module_anywhere'")
+    assert 'Traceback' in capsys.readouterr().err
+    data = json.loads((tmp_path / 'gpu_check.json').read_text())
+    assert [r['row'] for r in data['rows']] == ['knn', 'fine']
