@@ -495,8 +495,12 @@ def environment(device: torch.device, dry: bool) -> Dict[str, object]:
 
 def run_tests(report: Report, device: torch.device, dry: bool, seconds: float) -> None:
     """The CUDA tests in a subprocess, their log in ``tests.log``; the summary line kept."""
+    # Each test's time on its line (pytest >= 8.4; older ones ignore the style) and the
+    # slowest at the end: inductor's compiles dominate on a GPU, and a run cut by the
+    # budget should still say where its time went.
     cmd = [sys.executable, '-m', 'pytest', 'tests/test_cuda_parity.py', '-p', 'no:cacheprovider',
-           '-rfEs', '--device', device.type, '-v'] + (['-k', DRY_TEST] if dry else [])
+           '-rfEs', '--device', device.type, '-v', '-o', 'console_output_style=times',
+           '--durations=25'] + (['-k', DRY_TEST] if dry else [])
     report.tests['command'] = ' '.join(['python3', *cmd[1:]])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [ROOT] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else [])))
