@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import statistics
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -50,8 +51,27 @@ def mean_std(values: List[float]) -> str:
     return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
 
 
+def _cpu_model() -> Optional[str]:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or None
+
+
+def _onednn_version(torch) -> Optional[str]:
+    found = re.search(r'(?:MKL-DNN|oneDNN) (v[\d.]+)', torch.__config__.show())
+    return found.group(1) if found else None
+
+
 def run_environment() -> Dict[str, object]:
-    """What a reader needs to judge the timings: threads, cores, load, versions, date."""
+    """What a reader needs to judge the timings and to pair runs: threads, cores, load,
+    versions, date, and what decides the CPU kernels' rounding (the torch build, the CPU and
+    the instruction set its kernels use, oneDNN's version): the same code gave other digits
+    after the environment was rebuilt (docs/runs/2026-12-05-base-drift/)."""
     import torch
     try:
         load = [round(x, 2) for x in os.getloadavg()]
@@ -59,8 +79,11 @@ def run_environment() -> Dict[str, object]:
         load = None
     return {'torch_threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(),
             'load_average_1_5_15_min': load, 'torch': torch.__version__,
+            'torch_git': (torch.version.git_version or '')[:12] or None,
+            'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'onednn': _onednn_version(torch),
             'python': platform.python_version(), 'machine': platform.machine(),
-            'processor': platform.processor() or None,
+            'processor': _cpu_model(),
             'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
 

@@ -41,6 +41,9 @@ def test_demo_tiny_run_writes_table_and_figures(real_data, tmp_path):
         saved = json.loads((out / name).read_text())
         assert saved['config']['seeds'] == [0]
         assert isinstance(saved['environment']['torch_threads'], int)
+        # What decides the CPU kernels' rounding, so that runs can be paired to the digit.
+        for key in ('torch_git', 'cpu_capability', 'onednn', 'processor'):
+            assert key in saved['environment'], key
         assert len(saved['rows']) == count
         for row in saved['rows']:
             assert all(isinstance(v, float) and 0 <= v <= 100 for v in row['miou'])
