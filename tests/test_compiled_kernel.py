@@ -39,26 +39,30 @@ def test_traced_into_a_users_compile_and_lazy():
     torch._dynamo.reset()
 
 
-def test_the_users_limit_is_put_back_and_never_lowered(monkeypatch):
+def test_the_users_limit_is_put_back_and_never_lowered():
     """The limit is raised around our calls only: put back after a call and after an error
-    inside one, and a user's higher limit is kept during our calls."""
+    inside one, and a user's higher limit is kept during our calls. (The user's settings are
+    made with config.patch: pytest's monkeypatch hides a Dynamo config entry on undo.)"""
     torch._dynamo.reset()
     config = torch._dynamo.config
+    default = config.recompile_limit
     seen = []
 
     def spy(x, name: str):
         return x * len(name)
 
     kernel = CompiledKernel(spy, backend='eager')
-    monkeypatch.setattr(config, 'recompile_limit', 5)
-    kernel(torch.ones(2), 'ab')
-    assert config.recompile_limit == 5
-    kernel._compiled = lambda *a: seen.append(config.recompile_limit) or 1 / 0
-    with pytest.raises(ZeroDivisionError):
+    with config.patch(recompile_limit=5):
         kernel(torch.ones(2), 'ab')
-    assert seen == [RECOMPILE_LIMIT] and config.recompile_limit == 5
-    monkeypatch.setattr(config, 'recompile_limit', 10 * RECOMPILE_LIMIT)
-    with pytest.raises(ZeroDivisionError):
-        kernel(torch.ones(2), 'ab')
-    assert seen[-1] == 10 * RECOMPILE_LIMIT and config.recompile_limit == 10 * RECOMPILE_LIMIT
+        assert config.recompile_limit == 5
+        kernel._compiled = lambda *a: seen.append(config.recompile_limit) or 1 / 0
+        with pytest.raises(ZeroDivisionError):
+            kernel(torch.ones(2), 'ab')
+        assert seen == [RECOMPILE_LIMIT] and config.recompile_limit == 5
+    with config.patch(recompile_limit=10 * RECOMPILE_LIMIT):
+        with pytest.raises(ZeroDivisionError):
+            kernel(torch.ones(2), 'ab')
+        assert seen[-1] == 10 * RECOMPILE_LIMIT
+        assert config.recompile_limit == 10 * RECOMPILE_LIMIT
+    assert config.recompile_limit == default
     torch._dynamo.reset()
