@@ -85,11 +85,14 @@ class LGA2d(LGABase):
     ``recompute=True`` trades time for memory on any path (activation
     checkpointing): each layer keeps only its input for the backward pass and
     runs again there (:func:`torch.utils.checkpoint.checkpoint`, non-reentrant),
-    so the value map, the weights and the normalised input are not kept. Same
-    outputs and gradients. At C = 64, L = 4, 256x256 and 512x512 on a CPU it
-    cut the peak memory of a training step to 0.46-0.66x on ``'fused'`` and
-    0.57-0.81x on ``'compiled'``, for one more forward pass per layer
-    (``docs/performance.md``, "Recomputing the layers in the backward").
+    so the value map, the weights and the normalised input are not kept; the
+    input projection is recomputed too, so that ``x`` is kept rather than a
+    channels-last copy of it. Same outputs and gradients, bit for bit. At
+    C = 64, L = 4, 256x256 and 512x512 on a CPU it cut the peak memory of a
+    training step to 0.46-0.66x on ``'fused'`` and 0.57-0.81x on
+    ``'compiled'``, 5.2-6.1x below an unfold LGA on ``'fused'``, for one more
+    forward pass per layer (``docs/performance.md``, "Recomputing the layers
+    in the backward").
 
     Args:
         in_channels (int): Channels :math:`C` of the input map.
@@ -128,9 +131,10 @@ class LGA2d(LGABase):
             norm, probed"). (default: :obj:`'layer'`)
         output_init (str, optional): ``'identity'`` or ``'default'``: how the
             fusion starts with ``fuse=True``. (default: :obj:`'identity'`)
-        recompute (bool, optional): Keep only each layer's input for the
-            backward pass and recompute the layer there (activation
-            checkpointing): less memory, more time, the same result. A batch
+        recompute (bool, optional): Keep only each layer's input (and ``x``)
+            for the backward pass and recompute the layer (and the input
+            projection) there (activation checkpointing): less memory, more
+            time, the same result. A batch
             norm runs outside the recomputation (its running statistics are
             updated once). (default: :obj:`False`)
 
