@@ -44,19 +44,44 @@ def test_torch_export_equals_eager(index):
     assert torch.allclose(exported.module()(x), module(x), atol=1e-6)
 
 
-@pytest.mark.parametrize('index', [0, 1])
-def test_onnx_export_equals_eager_when_onnx_is_installed(index, tmp_path):
+class _OnTable(torch.nn.Module):
+    """LGA on a point cloud's neighbour table, with tensors only in its signature."""
+
+    def __init__(self, lga):
+        super().__init__()
+        self.lga = lga
+
+    def forward(self, x, pos, neighbors):
+        return self.lga(x, pos=pos, neighbors=neighbors)
+
+
+def _onnx_cases():
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 6, 7)
+    pos = torch.rand(40, 3)
+    table, _ = graphs.nearest_neighbors(pos, 8, loop=True)
+    points = _OnTable(LGA.for_points(16, num_layers=2, fuse=True).eval())
+    lga2d, latent = two_d_modules()
+    return {'LGA2d': (lga2d, (x,)), 'LatentGNN2d': (latent, (x,)),
+            'LGA2d[compiled]': (LGA2d(16, num_layers=2, fuse=True, path='compiled').eval(), (x,)),
+            'LGA2d[message_passing]': (LGA2d(16, num_layers=2, fuse=True,
+                                             path='message_passing').eval(), (x,)),
+            'LGA[table]': (points, (torch.randn(40, 16), pos, table))}
+
+
+@pytest.mark.parametrize('case', ['LGA2d', 'LatentGNN2d', 'LGA2d[compiled]',
+                                  'LGA2d[message_passing]', 'LGA[table]'])
+def test_onnx_export_equals_eager_when_onnx_is_installed(case, tmp_path):
     """Runs only where the optional onnx, onnxscript and onnxruntime packages are installed."""
     pytest.importorskip('onnx')
     pytest.importorskip('onnxscript')
     ort = pytest.importorskip('onnxruntime')
-    module = two_d_modules()[index]
-    x = torch.randn(2, 16, 6, 7)
+    module, inputs = _onnx_cases()[case]
     path = tmp_path / 'module.onnx'
-    torch.onnx.export(module, (x,), str(path), dynamo=True)
+    torch.onnx.export(module, inputs, str(path), dynamo=True)
     session = ort.InferenceSession(str(path))
-    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert torch.allclose(torch.from_numpy(out), module(x), atol=1e-5)
+    (out,) = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})
+    assert torch.allclose(torch.from_numpy(out), module(*inputs), atol=1e-5)
 
 
 @pytest.mark.parametrize('index', [0, 1])
