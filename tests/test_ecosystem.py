@@ -44,6 +44,21 @@ def test_torch_export_equals_eager(index):
     assert torch.allclose(exported.module()(x), module(x), atol=1e-6)
 
 
+def test_torch_export_of_lga_on_a_neighbour_table_equals_eager():
+    """The node-level path as torch.export (and through it ONNX) sees it: x, pos and the
+    table as inputs; another cloud of another size through the same exported program."""
+    module, (x, pos, table) = _export_cases()['LGA[table]']
+    n = torch.export.Dim('n', min=2)
+    exported = torch.export.export(module, (x, pos, table),
+                                   dynamic_shapes=({0: n}, {0: n}, {0: n}))
+    assert torch.allclose(exported.module()(x, pos, table), module(x, pos, table), atol=1e-6)
+    pos2 = torch.rand(23, 3)
+    table2, _ = graphs.nearest_neighbors(pos2, 8, loop=True)
+    x2 = torch.randn(23, 16)
+    assert torch.allclose(exported.module()(x2, pos2, table2), module(x2, pos2, table2),
+                          atol=1e-6)
+
+
 class _OnTable(torch.nn.Module):
     """LGA on a point cloud's neighbour table, with tensors only in its signature."""
 
@@ -55,7 +70,7 @@ class _OnTable(torch.nn.Module):
         return self.lga(x, pos=pos, neighbors=neighbors)
 
 
-def _onnx_cases():
+def _export_cases():
     torch.manual_seed(0)
     x = torch.randn(2, 16, 6, 7)
     pos = torch.rand(40, 3)
@@ -76,7 +91,7 @@ def test_onnx_export_equals_eager_when_onnx_is_installed(case, tmp_path):
     pytest.importorskip('onnx')
     pytest.importorskip('onnxscript')
     ort = pytest.importorskip('onnxruntime')
-    module, inputs = _onnx_cases()[case]
+    module, inputs = _export_cases()[case]
     path = tmp_path / 'module.onnx'
     torch.onnx.export(module, inputs, str(path), dynamo=True)
     session = ort.InferenceSession(str(path))
