@@ -59,6 +59,44 @@ def test_torch_export_of_lga_on_a_neighbour_table_equals_eager():
                           atol=1e-6)
 
 
+class _OnEdges(torch.nn.Module):
+    def __init__(self, lga):
+        super().__init__()
+        self.lga = lga
+
+    def forward(self, x, pos, edge_index):
+        return self.lga(x, edge_index, pos=pos)
+
+
+class _LatentOnNodes(torch.nn.Module):
+    """LatentGNN on nodes, with the static sizes torch.compile needs too."""
+
+    def __init__(self, latent, batch_size, max_num_nodes):
+        super().__init__()
+        self.latent, self.batch_size, self.max_num_nodes = latent, batch_size, max_num_nodes
+
+    def forward(self, x, batch):
+        return self.latent(x, batch, batch_size=self.batch_size,
+                           max_num_nodes=self.max_num_nodes)
+
+
+def test_torch_export_of_node_level_modules_equals_eager():
+    torch.manual_seed(3)
+    pos, x = torch.rand(40, 3), torch.randn(40, 16)
+    edges = _OnEdges(LGA.for_points(16, num_layers=2, fuse=True).eval())
+    edge_index = graphs.knn_graph(pos, 8, loop=True)
+    exported = torch.export.export(edges, (x, pos, edge_index))
+    assert torch.allclose(exported.module()(x, pos, edge_index), edges(x, pos, edge_index),
+                          atol=1e-6)
+    latent = LatentGNN(16, [4]).eval()
+    with torch.no_grad():
+        latent.gamma.fill_(1.0)   # so the block is not the identity
+    nodes = _LatentOnNodes(latent, batch_size=2, max_num_nodes=25)
+    batch = torch.tensor([0] * 25 + [1] * 15)
+    exported = torch.export.export(nodes, (x, batch))
+    assert torch.allclose(exported.module()(x, batch), nodes(x, batch), atol=1e-6)
+
+
 class _OnTable(torch.nn.Module):
     """LGA on a point cloud's neighbour table, with tensors only in its signature."""
 
