@@ -1,4 +1,6 @@
 """kNN and radius graphs against brute force on random clouds."""
+import warnings
+
 import pytest
 import torch
 
@@ -196,3 +198,11 @@ def test_without_scipy_auto_searches_with_torch(monkeypatch):
     assert torch.equal(graphs.knn_graph(pos, 4, batch), expected)
     with pytest.raises(ValueError, match="engine='scipy' needs scipy"):
         graphs.knn_graph(pos, 4, batch, engine='scipy')
+    # A large cloud says why it is slow (brute force on the CPU); a small one does not.
+    monkeypatch.setattr(neighbors, 'SLOW_CLOUD', 25)
+    with pytest.warns(UserWarning, match='scipy is not installed.*brute force'):
+        graphs.knn_graph(pos, 4, batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        graphs.knn_graph(pos[30:], 4)                       # 12 points
+        graphs.knn_graph(pos, 4, batch, engine='torch')     # asked for: no warning
