@@ -62,7 +62,7 @@ def _cpu_model() -> Optional[str]:
     return platform.processor() or None
 
 
-def _onednn_version(torch) -> Optional[str]:
+def _onednn_version() -> Optional[str]:
     found = re.search(r'(?:MKL-DNN|oneDNN) (v[\d.]+)', torch.__config__.show())
     return found.group(1) if found else None
 
@@ -72,7 +72,6 @@ def run_environment() -> Dict[str, object]:
     versions, date, and what decides the CPU kernels' rounding (the torch build, the CPU and
     the instruction set its kernels use, oneDNN's version): the same code gave other digits
     after the environment was rebuilt (docs/runs/2026-12-05-base-drift/)."""
-    import torch
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:  # not available on this platform
@@ -81,7 +80,7 @@ def run_environment() -> Dict[str, object]:
             'load_average_1_5_15_min': load, 'torch': torch.__version__,
             'torch_git': (torch.version.git_version or '')[:12] or None,
             'cpu_capability': torch.backends.cpu.get_cpu_capability(),
-            'onednn': _onednn_version(torch),
+            'onednn': _onednn_version(),
             'python': platform.python_version(), 'machine': platform.machine(),
             'processor': _cpu_model(),
             'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}

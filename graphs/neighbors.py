@@ -29,6 +29,7 @@ Tables are as wide as the request or the largest cloud, whichever is smaller.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from typing import Optional, Tuple
@@ -51,9 +52,11 @@ ENGINES = ('auto', 'scipy', 'torch', 'extension')
 SLOW_CLOUD = 10_000
 
 
+@functools.lru_cache(maxsize=None)
 def _importable(module: str) -> bool:
     # Asked of importlib, not of torch_geometric.typing (PyG 2.8 no longer reports
-    # torch-cluster), and without importing the module.
+    # torch-cluster), and without importing the module; once per process, since every
+    # search asks (a path search costs 30-40 us where the module is not imported).
     return importlib.util.find_spec(module) is not None
 
 
