@@ -7,6 +7,7 @@ time) and runs it.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, Optional
 
 import torch
@@ -21,6 +22,14 @@ __all__ = ['CompiledKernel', 'compile_kernels', 'RECOMPILE_LIMIT']
 #: (``tests/test_compiled_grid_attention.py`` did). Each entry is one small kernel, so the
 #: only cost of a higher limit is compile time for configurations a program really runs.
 RECOMPILE_LIMIT = 64
+
+
+@functools.lru_cache(maxsize=None)
+def _limit_name() -> str:
+    # Dynamo's cache_size_limit became recompile_limit after torch 2.6 (2.4 and 2.6
+    # know only the old name; 2.11 and 2.13 keep it as an alias of the new one).
+    config = torch._dynamo.config
+    return 'recompile_limit' if hasattr(config, 'recompile_limit') else 'cache_size_limit'
 
 
 class CompiledKernel:
@@ -51,13 +60,13 @@ class CompiledKernel:
         # Dynamo's limit is a process-wide setting: raised only around our own calls. Set
         # and put back by hand: config.patch costs about 20 us a call, four times this
         # (measured with torch 2.13 on the CPU), and a kernel runs per layer and pass.
-        config = torch._dynamo.config
-        saved = config.recompile_limit
-        config.recompile_limit = max(saved, RECOMPILE_LIMIT)
+        config, name = torch._dynamo.config, _limit_name()
+        saved = getattr(config, name)
+        setattr(config, name, max(saved, RECOMPILE_LIMIT))
         try:
             return self._compiled(*args)
         finally:
-            config.recompile_limit = saved
+            setattr(config, name, saved)
 
 
 def compile_kernels(functions: Dict[str, Callable], backend: str = 'inductor',

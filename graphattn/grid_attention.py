@@ -48,10 +48,10 @@ def _padding(offsets: Offsets) -> int:
 
 def _pad_hw(value: Tensor, p: int) -> Tensor:
     """Zero-pad dims 1 and 2 (H, W) of a ``(B, H, W, ...)`` tensor by ``p``."""
-    b, height, width = value.shape[:3]
-    vpad = value.new_zeros((b, height + 2 * p, width + 2 * p, *value.shape[3:]))
-    vpad[:, p:p + height, p:p + width] = value
-    return vpad
+    # F.pad, not a zero tensor filled by slice assignment: under torch.compile, torch 2.4
+    # dropped the gradient through that assignment (score='neighbor' trained no keys).
+    # Same values and gradients, bit for bit, where both are right.
+    return F.pad(value, (0, 0) * (value.dim() - 3) + (p, p, p, p))
 
 
 def _shifted(padded: Tensor, p: int, dx: int, dy: int, height: int, width: int) -> Tensor:

@@ -400,7 +400,15 @@ def split_last_linear(encoder: Optional[Callable[[Tensor], Tensor]]
         weight = getattr(last, 'weight', None)
         if (type(last) in (torch.nn.Linear, PygLinear) and isinstance(weight, Tensor)
                 and not is_uninitialized_parameter(weight)):
-            return torch.nn.Sequential(*list(encoder)[:-1]), weight, last.bias
+            hidden_layers = list(encoder)[:-1]
+
+            # A closure, not a new Sequential: creating a module inside a forward is a
+            # graph break for torch.compile on older torch (seen on 2.4).
+            def hidden(e: Tensor) -> Tensor:
+                for layer in hidden_layers:
+                    e = layer(e)
+                return e
+            return hidden, weight, last.bias
     return encoder, None, None
 
 
