@@ -94,8 +94,23 @@ def _has_op(name: str) -> bool:
     return hasattr(torch.ops.pyg, name)
 
 
+def _check_pyg_version() -> None:
+    import torch_geometric
+    import torch_geometric.typing as pyg_typing
+    if not all(hasattr(pyg_typing, flag) for flag in _FLAGS.values()):
+        # Before 2.8, PyG's knn and radius call torch-cluster's Python functions, not
+        # operators: there is no public place to plug a search in.
+        raise RuntimeError(
+            f"use_as_pyg_backend() needs torch_geometric>=2.8, whose kNN and radius "
+            f"searches run through the operators it provides; torch_geometric "
+            f"{torch_geometric.__version__} calls torch-cluster instead. Install "
+            f"torch-cluster, or call graphs.knn, graphs.knn_graph, graphs.radius and "
+            f"graphs.radius_graph directly")
+
+
 def _activate() -> None:
     import torch_geometric.typing as pyg_typing
+    _check_pyg_version()
     with _lock:
         if _state['users'] == 0:
             missing = [name for name in _SCHEMAS if not _has_op(name)]
@@ -186,6 +201,9 @@ def use_as_pyg_backend() -> PygBackend:
         backend = graphs.use_as_pyg_backend()  # or for the whole program
         ...
         backend.restore()
+
+    Needs ``torch_geometric>=2.8`` (earlier versions call torch-cluster's
+    functions, which leave no operator to provide; a ``RuntimeError`` says so).
 
     Differences from pyg-lib: searches are exact and deterministic in their
     choice (ties aside); ``radius`` keeps the *closest* ``max_num_neighbors``

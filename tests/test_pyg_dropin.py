@@ -143,9 +143,19 @@ def test_bad_input_names_the_argument(call, error, match):
 
 
 # Item 1, second half: PyG's own kNN code without pyg-lib or torch-cluster.
+# PyG 2.8 searches through pyg-lib's operators behind these flags; before 2.8 it calls
+# torch-cluster, and the backend refuses (tested below).
+PYG_HAS_FLAGS = hasattr(torch_geometric.typing, 'WITH_KNN')
 needs_no_pyg_lib = pytest.mark.skipif(
-    torch_geometric.typing.WITH_KNN or torch_geometric.typing.WITH_RADIUS,
-    reason='pyg-lib provides knn/radius here; the backend would leave them alone')
+    not PYG_HAS_FLAGS or torch_geometric.typing.WITH_KNN or torch_geometric.typing.WITH_RADIUS,
+    reason='pyg-lib provides knn/radius here (the backend would leave them alone), '
+           'or PyG is older than 2.8 (no operators to provide)')
+
+
+@pytest.mark.skipif(PYG_HAS_FLAGS, reason='PyG >= 2.8: the backend is supported')
+def test_backend_before_pyg_2_8_says_what_it_needs():
+    with pytest.raises(RuntimeError, match=r'torch_geometric>=2\.8.*graphs\.knn'):
+        graphs.use_as_pyg_backend()
 
 
 def _backend_is_off():
