@@ -29,7 +29,7 @@ files = [str(f) for f in metadata.files('graphattn')]
 assert any(f.endswith('licenses/LICENSE') for f in files), 'LICENSE is not in the wheel'
 assert not any(f.startswith(('tests/', 'examples/', 'docs/', 'benchmarks/')) for f in files)
 requires = metadata.requires('graphattn')
-assert 'torch>=2.4' in requires, requires
+assert 'torch>=2.6' in requires, requires
 
 fmap = torch.randn(2, 8, 6, 6)
 data = graphs.point_cloud_to_data(torch.rand(50, 3), torch.randn(50, 8), k=6, loop=True)
