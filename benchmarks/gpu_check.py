@@ -28,7 +28,11 @@ finishes past it):
 Forward + backward per case, median of at most ``--repeats`` timed passes after one
 warm-up (fewer where one more would take the case over ``--case-budget`` s), the
 device synchronised around each; peak memory is ``torch.cuda.max_memory_allocated``
-above what was allocated before the case. A case that runs out of memory or time is
+during the timed passes above what was allocated before the case (the module, its
+inputs and one step). The warm-up is left out of it: a compiled case's first call
+compiles and autotunes, and inductor's autotuning clones the buffers a kernel writes,
+which is not the memory a training step needs; where that first call peaked more than
+10% higher, the row's note says by how much. A case that runs out of memory or time is
 a row with a note, never a crash; ``gpu_check.json`` and ``gpu_check.md`` are
 rewritten after every row, so a run stopped from outside still leaves what it did.
 
@@ -168,7 +172,13 @@ def measure(make: Callable[[], Callable[[], object]], device: torch.device, budg
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
         step = make()
-        seconds = median_time(step, repeats=repeats, warmup=warmup, sync=_sync(device),
+        for _ in range(warmup):
+            step()
+        _sync(device)()
+        first = (torch.cuda.max_memory_allocated() - before) / 2 ** 20 if cuda else None
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        seconds = median_time(step, repeats=repeats, warmup=0, sync=_sync(device),
                               budget=case_budget)
         peak = (torch.cuda.max_memory_allocated() - before) / 2 ** 20 if cuda else None
     except torch.cuda.OutOfMemoryError:
@@ -178,9 +188,20 @@ def measure(make: Callable[[], Callable[[], object]], device: torch.device, budg
     finally:
         step = None  # noqa: F841 - drop the case's tensors before the next one
         _free()
+    return case_result(seconds, peak, first)
+
+
+def case_result(seconds: float, peak: Optional[float], first: Optional[float]
+                ) -> Dict[str, object]:
+    """A measured row's cells; ``peak`` (timed passes) and ``first`` (the build and
+    the warm-up) in MiB, None off CUDA. A first call more than 10% above the timed
+    peak is noted, not counted."""
     ms = 1000 * seconds
-    return {'ms': round(ms, 2 if ms < 100 else 1),
-            'peak MiB': '' if peak is None else round(peak, 1)}
+    result = {'ms': round(ms, 2 if ms < 100 else 1),
+              'peak MiB': '' if peak is None else round(peak, 1)}
+    if peak is not None and first is not None and first > 1.1 * peak:
+        result['note'] = f'first call (compile, autotuning) peaked at {first:,.1f} MiB'
+    return result
 
 
 def _backward_step(module: torch.nn.Module, forward: Callable[[], torch.Tensor],
