@@ -26,8 +26,8 @@ RECOMPILE_LIMIT = 64
 
 @functools.lru_cache(maxsize=None)
 def _limit_name() -> str:
-    # Dynamo's cache_size_limit became recompile_limit after torch 2.6 (2.4 and 2.6
-    # know only the old name; 2.11 and 2.13 keep it as an alias of the new one).
+    # Dynamo's cache_size_limit became recompile_limit between torch 2.6 and 2.8 (2.4
+    # and 2.6 know only the old name; 2.8, 2.11 and 2.13 have the new one).
     config = torch._dynamo.config
     return 'recompile_limit' if hasattr(config, 'recompile_limit') else 'cache_size_limit'
 
