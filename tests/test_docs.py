@@ -59,6 +59,10 @@ def test_torch_is_a_floor_and_tasks_install_the_pinned_torch_first():
     requirements = _project()['dependencies']
     torch_req = [r for r in requirements if re.match(r'torch\b(?!-)', r)]
     assert torch_req == ['torch>=2.6'], 'torch must stay a floor only (never pinned, never bare)'
+    # One floor, said alike wherever it is said (four places had to move from 2.4 to 2.6).
+    for path in ('README.md', 'docs/getting_started.md', '.ci/smoke_import.py'):
+        said = set(re.findall(r'torch>=[\d.]+', (ROOT / path).read_text()))
+        assert said == set(torch_req), (path, said)
     tasks = (ROOT / 'tasks.sh').read_text()
     pinned = tasks.index('pip install -q torch==2.13.0')
     assert pinned < tasks.index('pip install -q -e'), 'torch must be installed before the package'
