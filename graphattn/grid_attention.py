@@ -50,7 +50,7 @@ def _pad_hw(value: Tensor, p: int) -> Tensor:
     """Zero-pad dims 1 and 2 (H, W) of a ``(B, H, W, ...)`` tensor by ``p``."""
     # F.pad, not a zero tensor filled by slice assignment: under torch.compile, torch 2.4
     # dropped the gradient through that assignment (score='neighbor' trained no keys).
-    # Same values and gradients, bit for bit, where both are right.
+    # On torch 2.13 both forms give bit-identical values and gradients.
     return F.pad(value, (0, 0) * (value.dim() - 3) + (p, p, p, p))
 
 
