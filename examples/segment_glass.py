@@ -10,7 +10,8 @@ The steps, each in its own function below:
 2. Models (:class:`GlassNet`): a light U-Net (19-px receptive field), encoder to 1/4
    resolution, one context block on the 1/4 map, decoder with a skip from 1/2. Its receptive
    field is computed from its layers (:func:`glass.receptive_field`). Rows (:data:`ROWS`): the
-   base; the base made deeper to the parameter count of base + LGA-4; + LGA at depth 1 to 16;
+   base; the base made deeper to the parameter count of base + LGA-4; LGA without its
+   attention (a depthwise 3x3 stack as deep, :class:`DepthwiseStack`); + LGA at depth 1 to 16;
    + LatentGNN; + non-local; and two trivial rows: every pixel background, and a per-pixel
    colour classifier (1x1 convolutions).
 3. Training (:class:`GlassTask`, run by :func:`experiment.fit`): the same scenes, batches,
@@ -59,20 +60,63 @@ DEEPER_BLOCKS = 1
 #: LGA depths; 'lga<d>' is today's LGA2d default stack, 'lga<d>-0.2' the 0.2 stack (each layer
 #: replaces its input: no residual, no normalisation, default-initialised fusion).
 DEPTHS = (1, 2, 3, 4, 8, 16)
-ROWS = ('background', 'colour', 'base', 'deeper', *[f'lga{d}' for d in DEPTHS], 'latentgnn',
-        'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
+#: Depths of the reach-matched rival ('dwconv<d>', :class:`DepthwiseStack`).
+RIVAL_DEPTHS = (4, 8)
+ROWS = ('background', 'colour', 'base', 'deeper', *[f'dwconv{d}' for d in RIVAL_DEPTHS],
+        *[f'lga{d}' for d in DEPTHS], 'latentgnn', 'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
 LGA_0_2 = dict(residual=False, norm='none', output_init='default')
 DISPLAY = {'background': 'trivial: all background', 'colour': 'trivial: per-pixel colour',
            'base': 'base', 'deeper': f'base + {DEEPER_BLOCKS} conv block (params ≈ LGA-4)',
            'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local',
+           **{f'dwconv{d}': f'base + depthwise 3x3 stack, depth {d} (LGA-{d} without attention)'
+              for d in RIVAL_DEPTHS},
            **{f'lga{d}': f'base + LGA, depth {d}' for d in DEPTHS},
            **{f'lga{d}-0.2': f'base + LGA 0.2 stack, depth {d}' for d in DEPTHS}}
+
+
+class DepthwiseStack(nn.Module):
+    """The reach-matched rival of LGA at depth ``L``: :class:`~graphattn.LGA2d`'s default
+    stack with each layer's attention replaced by a learned depthwise 3x3 filter.
+
+    An LGA layer sums its 3x3 neighbourhood with weights computed from the features (then the
+    value map and a ReLU); here the weights are a fixed filter per channel. Everything else is
+    LGA2d's: a 1x1 projection, ``L`` pre-norm residual layers
+    ``h = h + relu(pointwise(depthwise(layer_norm(h))))`` (the norm over channels, per
+    pixel), and a 1x1 fusion of ``[x, h]`` that starts as ``[I | 0]``, so the block is the
+    identity at initialisation. It reaches as far (``L`` hops, 8 px of input per hop at 1/4),
+    and has about LGA's parameters (an LGA layer's value map and scores, 1,353 at 32 channels,
+    against the 1,376 of a depthwise and a pointwise convolution). So the row asks whether
+    LGA's gain comes from its attention or from its reach alone.
+    """
+
+    def __init__(self, channels: int, num_layers: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, channels, 1)
+        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(num_layers))
+        self.depthwise = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1,
+                                                 groups=channels) for _ in range(num_layers))
+        self.pointwise = nn.ModuleList(nn.Conv2d(channels, channels, 1)
+                                       for _ in range(num_layers))
+        self.fuse = nn.Conv2d(2 * channels, channels, 1)
+        with torch.no_grad():   # [I | 0], as LGA2d's output_init='identity'
+            self.fuse.weight.zero_()
+            self.fuse.weight[:, :channels, 0, 0].copy_(torch.eye(channels))
+            self.fuse.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x)
+        for norm, depthwise, pointwise in zip(self.norms, self.depthwise, self.pointwise):
+            z = norm(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            h = h + torch.relu(pointwise(depthwise(z)))
+        return self.fuse(torch.cat([x, h], dim=1))
 
 
 def context_block(row: str, channels: int) -> nn.Module:
     """The row's context block on the 1/4 map (``nn.Identity`` for the base)."""
     if row in ('base', 'deeper'):
         return nn.Identity()
+    if row.startswith('dwconv'):
+        return DepthwiseStack(channels, int(row[len('dwconv'):]))
     if row.startswith('lga'):
         depth, _, version = row[3:].partition('-')
         return LGA2d(channels, num_layers=int(depth), fuse=True,

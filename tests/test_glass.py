@@ -112,6 +112,31 @@ def test_receptive_field_from_the_layers_matches_the_gradient():
     assert max(extents) == net.receptive_field() == 19
 
 
+@pytest.mark.parametrize('depth', segment_glass.RIVAL_DEPTHS)
+def test_the_depthwise_rival_matches_lga_in_reach_size_and_start(depth):
+    """'dwconv<d>' is LGA-<d> without attention: the base's function at initialisation (its
+    weights are the base's, its block the identity), LGA's parameters within 1%, and one
+    output pixel of the block reaches exactly the (2d+1)^2 window that d LGA layers reach."""
+    torch.manual_seed(3)
+    base = GlassNet('base').eval()
+    torch.manual_seed(3)
+    rival = segment_glass.build(f'dwconv{depth}').eval()
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(rival(x), base(x), atol=1e-5)
+    size = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    lga = segment_glass.build(f'lga{depth}')
+    assert abs(size(rival) - size(lga)) / size(lga) < 0.01
+    block = segment_glass.DepthwiseStack(8, depth)
+    with torch.no_grad():
+        block.fuse.weight.normal_()   # the identity start would hide the stack's reach
+    h = torch.randn(1, 8, 2 * depth + 5, 2 * depth + 5, requires_grad=True)
+    c = depth + 2
+    block(h)[0, :, c, c].sum().backward()
+    rows, cols = torch.nonzero(h.grad[0].abs().sum(0)).unbind(1)
+    assert (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) == (
+        c - depth, c + depth, c - depth, c + depth)
+
+
 def test_receptive_field_errors():
     with pytest.raises(ValueError, match='cannot compute the receptive field of LGA2d'):
         receptive_field([nn.Conv2d(3, 8, 3), LGA2d(8, num_layers=2)])
