@@ -61,15 +61,21 @@ DEEPER_BLOCKS = 1
 #: replaces its input: no residual, no normalisation, default-initialised fusion).
 DEPTHS = (1, 2, 3, 4, 8, 16)
 #: Depths of the reach-matched rival ('dwconv<d>', :class:`DepthwiseStack`).
-RIVAL_DEPTHS = (4, 8)
+RIVAL_DEPTHS = (4, 8, 16)
+#: Depths run with LGA's 'neighbor' reading too ('lga<d>-neighbor'): its score compares the
+#: content across each edge, which an outline changes.
+NEIGHBOR_DEPTHS = (4, 8)
 ROWS = ('background', 'colour', 'base', 'deeper', *[f'dwconv{d}' for d in RIVAL_DEPTHS],
-        *[f'lga{d}' for d in DEPTHS], 'latentgnn', 'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
+        *[f'lga{d}' for d in DEPTHS], *[f'lga{d}-neighbor' for d in NEIGHBOR_DEPTHS],
+        'latentgnn', 'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
 LGA_0_2 = dict(residual=False, norm='none', output_init='default')
 DISPLAY = {'background': 'trivial: all background', 'colour': 'trivial: per-pixel colour',
            'base': 'base', 'deeper': f'base + {DEEPER_BLOCKS} conv block (params ≈ LGA-4)',
            'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local',
            **{f'dwconv{d}': f'base + depthwise 3x3 stack, depth {d} (LGA-{d} without attention)'
               for d in RIVAL_DEPTHS},
+           **{f'lga{d}-neighbor': f"base + LGA, depth {d}, score='neighbor'"
+              for d in NEIGHBOR_DEPTHS},
            **{f'lga{d}': f'base + LGA, depth {d}' for d in DEPTHS},
            **{f'lga{d}-0.2': f'base + LGA 0.2 stack, depth {d}' for d in DEPTHS}}
 
@@ -118,9 +124,9 @@ def context_block(row: str, channels: int) -> nn.Module:
     if row.startswith('dwconv'):
         return DepthwiseStack(channels, int(row[len('dwconv'):]))
     if row.startswith('lga'):
-        depth, _, version = row[3:].partition('-')
-        return LGA2d(channels, num_layers=int(depth), fuse=True,
-                     **(LGA_0_2 if version == '0.2' else {}))
+        depth, _, variant = row[3:].partition('-')
+        options = LGA_0_2 if variant == '0.2' else dict(score=variant) if variant else {}
+        return LGA2d(channels, num_layers=int(depth), fuse=True, **options)
     if row in ('latentgnn', 'nonlocal'):   # the collage network's blocks, unchanged
         return models.context_block(row, channels)
     raise ValueError(f"unknown row {row!r}; choose one of {ROWS}")
@@ -336,7 +342,8 @@ class GlassTask(Task):
         return {'train_size': self.train_size, 'test_size': self.test_size, 'task': TASK,
                 'receptive_field': self.field, **self.share,
                 'augmentation': 'random horizontal flip', 'threads': torch.get_num_threads(),
-                'lga_rows': "'lga<d>': LGA2d's default stack; 'lga<d>-0.2': " + repr(LGA_0_2)}
+                'lga_rows': "'lga<d>': LGA2d's default stack; 'lga<d>-neighbor': the same with "
+                            "score='neighbor'; 'lga<d>-0.2': " + repr(LGA_0_2)}
 
     def columns(self, result: Dict[str, object]) -> Dict[str, str]:
         """mIoU, interior mIoU, object accuracy by size (mean ± std over seeds), parameters,
@@ -415,7 +422,8 @@ def example_figure(out: str, count: int = 4) -> str:
 #: One colour per row in every panel of the depth/size figure.
 KEY_COLOURS = {'base': 'black', 'deeper': 'grey', 'latentgnn': 'tab:green',
                'nonlocal': 'tab:purple', 'lga4': 'tab:cyan', 'lga16': 'tab:blue',
-               'lga4-0.2': 'tab:orange', 'lga16-0.2': 'tab:red'}
+               'lga4-0.2': 'tab:orange', 'lga16-0.2': 'tab:red', 'dwconv4': 'tab:olive',
+               'dwconv16': 'darkolivegreen', 'lga4-neighbor': 'tab:pink'}
 
 
 def load_rows(result_files: List[str]) -> Dict[str, dict]:
@@ -441,17 +449,31 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
 
     Rows of every JSON in ``result_files`` are pooled (a later file's row replaces an earlier
     one with the same key); the base, LatentGNN and the parameter-matched base are drawn as
-    horizontal references.
+    horizontal references. The files must share a training budget (a figure pooling 600- and
+    1,500-step rows would compare unlike runs): it is in the title and in the file's name,
+    ``glass_depth_size_<steps>.png``.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = load_rows(result_files)
-    stacks = [(suffix, name, colour) for suffix, name, colour in
-              (('', 'base + LGA (default stack)', 'tab:blue'),
-               ('-0.2', 'base + LGA (0.2 stack)', 'tab:orange'))
-              if any(f'lga{d}{suffix}' in rows for d in DEPTHS)]
-    depths = [d for d in DEPTHS if any(f'lga{d}{x}' in rows for x, _, _ in stacks)]
+    budgets = set()
+    for path in result_files:
+        with open(path) as f:
+            config = json.load(f)['config']
+        budgets.add((config.get('steps'), config.get('batch_size')))
+    if len(budgets) != 1:
+        raise ValueError("the result files of one figure must share a budget (steps, batch "
+                         f"size); got {sorted(budgets, key=str)}")
+    steps, batch_size = budgets.pop()
+    # Curves against depth: a row-key pattern per stack ('{}' is the depth).
+    stacks = [(pattern, name, colour) for pattern, name, colour in
+              (('lga{}', 'base + LGA (default stack)', 'tab:blue'),
+               ('lga{}-0.2', 'base + LGA (0.2 stack)', 'tab:orange'),
+               ('lga{}-neighbor', "base + LGA, score='neighbor'", 'tab:pink'),
+               ('dwconv{}', 'base + depthwise 3x3 stack (LGA without attention)', 'tab:olive'))
+              if any(pattern.format(d) in rows for d in DEPTHS)]
+    depths = [d for d in DEPTHS if any(p.format(d) in rows for p, _, _ in stacks)]
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     refs = [('base', 'base', 'black'), ('deeper', 'param-matched base', 'grey'),
             ('latentgnn', 'LatentGNN', 'tab:green'), ('nonlocal', 'non-local', 'tab:purple'),
@@ -459,9 +481,9 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
             ('background', 'all background', 'tab:brown')]
     for ax, metric, title in ((axes[0, 0], 'miou', 'mIoU, all test pixels'),
                               (axes[0, 1], 'interior_miou', 'mIoU, interior pixels')):
-        for suffix, name, colour in stacks:
-            here = [d for d in depths if f'lga{d}{suffix}' in rows]
-            values = [rows[f'lga{d}{suffix}'][metric] for d in here]
+        for pattern, name, colour in stacks:
+            here = [d for d in depths if pattern.format(d) in rows]
+            values = [rows[pattern.format(d)][metric] for d in here]
             ax.errorbar(here, [statistics.mean(v) for v in values],
                         yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
                         marker='o', capsize=3, color=colour, label=f'{name}, mean ± std')
@@ -482,21 +504,24 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
             (axes[1, 0], 'object_acc_by_size', 'objects by size: % of their pixels right'),
             (axes[1, 1], 'interior_object_acc_by_size',
              'objects by size: % of their interior pixels right')):
-        for key in ['base', 'deeper', *[f'lga{d}{x}' for x, _, _ in stacks for d in (4, 16)],
+        for key in ['base', 'deeper', *[p.format(d) for p, _, _ in stacks for d in (4, 16)],
                     'latentgnn', 'nonlocal']:
             if key not in rows:
                 continue
             values = [bin_mean([s[b] for s in rows[key][metric]]) for b in bins]
             ax.plot(range(len(bins)), values, marker='o', label=rows[key]['model'],
-                    ls='-' if key.startswith('lga') else '--', color=KEY_COLOURS[key])
+                    ls='-' if key.startswith(('lga', 'dwconv')) else '--',
+                    color=KEY_COLOURS[key])
         ax.set_xticks(range(len(bins)))
         ax.set_xticklabels([f'{lo}-{hi - 1}' for lo, hi in zip(edges, edges[1:])])
         ax.set_xlabel('object box side (px)')
         ax.set_ylabel('% (mean over objects, then seeds)')
         ax.set_title(title)
     axes[1, 0].legend(fontsize=7)
+    fig.suptitle(f'Glass test scenes after {steps:,} steps of batch {batch_size} '
+                 '(mean over seeds; bars: std)')
     fig.tight_layout()
-    path = os.path.join(out, 'glass_depth_size.png')
+    path = os.path.join(out, f'glass_depth_size_{steps}.png')
     fig.savefig(path, dpi=100, bbox_inches='tight')
     plt.close(fig)
     return path

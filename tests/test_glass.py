@@ -115,7 +115,7 @@ def test_receptive_field_from_the_layers_matches_the_gradient():
 @pytest.mark.parametrize('depth', segment_glass.RIVAL_DEPTHS)
 def test_the_depthwise_rival_matches_lga_in_reach_size_and_start(depth):
     """'dwconv<d>' is LGA-<d> without attention: the base's function at initialisation (its
-    weights are the base's, its block the identity), LGA's parameters within 1%, and one
+    weights are the base's, its block the identity), LGA's parameters within 1.5%, and one
     output pixel of the block reaches exactly the (2d+1)^2 window that d LGA layers reach."""
     torch.manual_seed(3)
     base = GlassNet('base').eval()
@@ -125,7 +125,7 @@ def test_the_depthwise_rival_matches_lga_in_reach_size_and_start(depth):
     assert torch.allclose(rival(x), base(x), atol=1e-5)
     size = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     lga = segment_glass.build(f'lga{depth}')
-    assert abs(size(rival) - size(lga)) / size(lga) < 0.01
+    assert abs(size(rival) - size(lga)) / size(lga) < 0.015
     block = segment_glass.DepthwiseStack(8, depth)
     with torch.no_grad():
         block.fuse.weight.normal_()   # the identity start would hide the stack's reach
@@ -309,7 +309,13 @@ def test_an_empty_size_bin_is_reported_as_empty_never_a_crash_or_a_zero(data, tm
     old.write_text(json.dumps(legacy))
     text = open(segment_glass.merged_tables([str(old)])).read()
     assert 'n/a (0 objects)' in text and 'nan' not in text
-    segment_glass.depth_and_size_figure([str(tmp_path / 'tiny.json')], str(tmp_path))
+    figure = segment_glass.depth_and_size_figure([str(tmp_path / 'tiny.json')], str(tmp_path))
+    assert figure.endswith(f"glass_depth_size_{saved['config']['steps']}.png")
+    longer = dict(saved, config=dict(saved['config'], steps=saved['config']['steps'] + 1))
+    (tmp_path / 'longer.json').write_text(json.dumps(longer))
+    with pytest.raises(ValueError, match='must share a budget'):
+        segment_glass.depth_and_size_figure([str(tmp_path / 'tiny.json'),
+                                             str(tmp_path / 'longer.json')], str(tmp_path))
     assert segment_glass.bin_cell([1.0, None, 3.0]) == 'n/a (empty in 1 of 3 seeds)'
     assert segment_glass.bin_cell([1.0, 3.0]) == '2.0 ± 1.4'
     assert math.isnan(segment_glass.bin_mean([2.0, float('nan')]))
