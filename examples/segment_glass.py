@@ -66,6 +66,7 @@ RIVAL_DEPTHS = (4, 8, 16)
 #: content across each edge, which an outline changes.
 NEIGHBOR_DEPTHS = (4, 8)
 ROWS = ('background', 'colour', 'base', 'deeper', *[f'dwconv{d}' for d in RIVAL_DEPTHS],
+        'dwconv8-convex',
         *[f'lga{d}' for d in DEPTHS], *[f'lga{d}-neighbor' for d in NEIGHBOR_DEPTHS],
         'latentgnn', 'nonlocal', *[f'lga{d}-0.2' for d in DEPTHS])
 LGA_0_2 = dict(residual=False, norm='none', output_init='default')
@@ -74,6 +75,7 @@ DISPLAY = {'background': 'trivial: all background', 'colour': 'trivial: per-pixe
            'latentgnn': 'base + LatentGNN', 'nonlocal': 'base + non-local',
            **{f'dwconv{d}': f'base + depthwise 3x3 stack, depth {d} (LGA-{d} without attention)'
               for d in RIVAL_DEPTHS},
+           'dwconv8-convex': 'probe: the depthwise stack, depth 8, each filter a softmax',
            **{f'lga{d}-neighbor': f"base + LGA, depth {d}, score='neighbor'"
               for d in NEIGHBOR_DEPTHS},
            **{f'lga{d}': f'base + LGA, depth {d}' for d in DEPTHS},
@@ -93,14 +95,22 @@ class DepthwiseStack(nn.Module):
     and has about LGA's parameters (an LGA layer's value map and scores, 1,353 at 32 channels,
     against the 1,376 of a depthwise and a pointwise convolution). So the row asks whether
     LGA's gain comes from its attention or from its reach alone.
+
+    ``convex=True`` (row 'dwconv<d>-convex', a probe) makes each filter a softmax over its 9
+    taps, renormalised over the taps inside the map as LGA's softmax is over the neighbours a
+    pixel has: a static attention, an average with learned weights that cannot take
+    differences, unlike a free filter.
     """
 
-    def __init__(self, channels: int, num_layers: int):
+    def __init__(self, channels: int, num_layers: int, convex: bool = False):
         super().__init__()
+        self.convex = convex
         self.proj = nn.Conv2d(channels, channels, 1)
         self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(num_layers))
-        self.depthwise = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1,
-                                                 groups=channels) for _ in range(num_layers))
+        self.depthwise = nn.ModuleList(
+            ConvexDepthwise(channels) if convex else
+            nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+            for _ in range(num_layers))
         self.pointwise = nn.ModuleList(nn.Conv2d(channels, channels, 1)
                                        for _ in range(num_layers))
         self.fuse = nn.Conv2d(2 * channels, channels, 1)
@@ -117,12 +127,28 @@ class DepthwiseStack(nn.Module):
         return self.fuse(torch.cat([x, h], dim=1))
 
 
+class ConvexDepthwise(nn.Module):
+    """A depthwise 3x3 filter whose taps are a softmax (zero-initialised: the mean of the
+    3x3 window), renormalised over the taps that fall inside the map."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.taps = nn.Parameter(torch.zeros(channels, 9))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = torch.softmax(self.taps, dim=-1).view(-1, 1, 3, 3)
+        inside = torch.ones_like(x[:1])
+        return (nn.functional.conv2d(x, weight, padding=1, groups=x.size(1))
+                / nn.functional.conv2d(inside, weight, padding=1, groups=x.size(1)))
+
+
 def context_block(row: str, channels: int) -> nn.Module:
     """The row's context block on the 1/4 map (``nn.Identity`` for the base)."""
     if row in ('base', 'deeper'):
         return nn.Identity()
     if row.startswith('dwconv'):
-        return DepthwiseStack(channels, int(row[len('dwconv'):]))
+        depth, _, variant = row[len('dwconv'):].partition('-')
+        return DepthwiseStack(channels, int(depth), convex=variant == 'convex')
     if row.startswith('lga'):
         depth, _, variant = row[3:].partition('-')
         options = LGA_0_2 if variant == '0.2' else dict(score=variant) if variant else {}

@@ -137,6 +137,29 @@ def test_the_depthwise_rival_matches_lga_in_reach_size_and_start(depth):
         c - depth, c + depth, c - depth, c + depth)
 
 
+def test_the_convex_probe_is_a_softmax_filter_renormalised_inside_the_map():
+    """'dwconv8-convex': each output is the softmax-weighted mean of the 3x3 window's pixels
+    inside the map (a brute-force loop over pixels and taps)."""
+    torch.manual_seed(0)
+    layer = segment_glass.ConvexDepthwise(3)
+    with torch.no_grad():
+        layer.taps.normal_()
+    x = torch.randn(2, 3, 4, 5)
+    w = torch.softmax(layer.taps, -1).view(3, 3, 3)
+    ref = torch.zeros_like(x)
+    for i in range(4):
+        for j in range(5):
+            num = den = 0
+            for di in (-1, 0, 1):
+                for dj in (-1, 0, 1):
+                    if 0 <= i + di < 4 and 0 <= j + dj < 5:
+                        num = num + w[:, di + 1, dj + 1] * x[:, :, i + di, j + dj]
+                        den = den + w[:, di + 1, dj + 1]
+            ref[:, :, i, j] = num / den
+    assert torch.allclose(layer(x), ref, atol=1e-6)
+    assert segment_glass.build('dwconv8-convex').context.convex
+
+
 def test_receptive_field_errors():
     with pytest.raises(ValueError, match='cannot compute the receptive field of LGA2d'):
         receptive_field([nn.Conv2d(3, 8, 3), LGA2d(8, num_layers=2)])
