@@ -497,10 +497,11 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
               (('lga{}', 'base + LGA (default stack)', 'tab:blue'),
                ('lga{}-0.2', 'base + LGA (0.2 stack)', 'tab:orange'),
                ('lga{}-neighbor', "base + LGA, score='neighbor'", 'tab:pink'),
-               ('dwconv{}', 'base + depthwise 3x3 stack (LGA without attention)', 'tab:olive'))
+               ('dwconv{}', 'base + depthwise 3x3 stack (LGA without attention)', 'tab:olive'),
+               ('dwconv{}-convex', 'probe: that stack, each filter a softmax', 'darkgoldenrod'))
               if any(pattern.format(d) in rows for d in DEPTHS)]
     depths = [d for d in DEPTHS if any(p.format(d) in rows for p, _, _ in stacks)]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 12))
     refs = [('base', 'base', 'black'), ('deeper', 'param-matched base', 'grey'),
             ('latentgnn', 'LatentGNN', 'tab:green'), ('nonlocal', 'non-local', 'tab:purple'),
             ('colour', 'per-pixel colour', 'tab:red'),
@@ -520,10 +521,9 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
         ax.set_xscale('log', base=2)
         ax.set_xticks(depths or [1])
         ax.set_xticklabels([str(d) for d in depths] or ['1'])
-        ax.set_xlabel('LGA depth (layers)')
+        ax.set_xlabel('depth of the block (layers = hops on the 1/4 map)')
         ax.set_ylabel('%')
         ax.set_title(title)
-    axes[0, 0].legend(fontsize=8)
     bins = [str(b) for b in SIZE_BINS]
     edges = list(SIZE_BINS) + [TASK['sides'][1] + 1]
     for ax, metric, title in (
@@ -543,10 +543,13 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
         ax.set_xlabel('object box side (px)')
         ax.set_ylabel('% (mean over objects, then seeds)')
         ax.set_title(title)
-    axes[1, 0].legend(fontsize=7)
     fig.suptitle(f'Glass test scenes after {steps:,} steps of batch {batch_size} '
                  '(mean over seeds; bars: std)')
-    fig.tight_layout()
+    # Each row's legend below it, so that no line is hidden behind one.
+    fig.tight_layout(h_pad=9)
+    for row, top in ((0, axes[0, 0]), (1, axes[1, 0])):
+        fig.legend(*top.get_legend_handles_labels(), loc='upper center', ncol=2, fontsize=8,
+                   bbox_to_anchor=(0.5, axes[row, 0].get_position().y0 - 0.045))
     path = os.path.join(out, f'glass_depth_size_{steps}.png')
     fig.savefig(path, dpi=100, bbox_inches='tight')
     plt.close(fig)
