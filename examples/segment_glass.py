@@ -470,6 +470,20 @@ def load_rows(result_files: List[str]) -> Dict[str, dict]:
     return rows
 
 
+def shared_budget(result_files: List[str]) -> tuple:
+    """The ``(steps, batch_size)`` that every result file was trained with; a
+    ``ValueError`` if they differ (their rows would compare unlike runs)."""
+    budgets = set()
+    for path in result_files:
+        with open(path) as f:
+            config = json.load(f)['config']
+        budgets.add((config.get('steps'), config.get('batch_size')))
+    if len(budgets) != 1:
+        raise ValueError("the result files of one figure must share a budget (steps, batch "
+                         f"size); got {sorted(budgets, key=str)}")
+    return budgets.pop()
+
+
 def depth_and_size_figure(result_files: List[str], out: str) -> str:
     """mIoU (overall, interior) against LGA depth, and object accuracy against object size.
 
@@ -483,15 +497,7 @@ def depth_and_size_figure(result_files: List[str], out: str) -> str:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = load_rows(result_files)
-    budgets = set()
-    for path in result_files:
-        with open(path) as f:
-            config = json.load(f)['config']
-        budgets.add((config.get('steps'), config.get('batch_size')))
-    if len(budgets) != 1:
-        raise ValueError("the result files of one figure must share a budget (steps, batch "
-                         f"size); got {sorted(budgets, key=str)}")
-    steps, batch_size = budgets.pop()
+    steps, batch_size = shared_budget(result_files)
     # Curves against depth: a row-key pattern per stack ('{}' is the depth).
     stacks = [(pattern, name, colour) for pattern, name, colour in
               (('lga{}', 'base + LGA (default stack)', 'tab:blue'),
