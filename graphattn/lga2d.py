@@ -163,6 +163,11 @@ class LGA2d(LGABase):
                          output_init=output_init, recompute=recompute)
         self.connectivity = connectivity
         self.dilation = dilation
+        # The grid is built from the map inside the module, not taken from an input graph,
+        # so a PyG explainer's mask over its input edges has nothing here to scale: hidden
+        # from explainers (set_masks skips explain=False), as LatentGNN's latent edges are.
+        for conv in self.convs:
+            conv.explain = False
         self.offsets: Tuple[Tuple[int, int], ...] = tuple(
             (int(dx), int(dy)) for dx, dy in stencil.tolist())
 

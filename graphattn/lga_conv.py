@@ -147,6 +147,15 @@ class LGAConv(MessagePassing):
     ``path='auto'`` picks the (eager) fused kernel for a table or a grid;
     ``'message_passing'`` runs a table or a grid through their edge list.
 
+    **Explainers.** Under PyG's explainers (e.g.
+    :class:`~torch_geometric.explain.algorithm.GNNExplainer`) an edge mask
+    :math:`m_{i,j}` scales each message after the normalisation,
+    :math:`\sum_j \alpha^h_{i,j} m_{i,j} \mathbf{V}^h \mathbf{x}_j` (the
+    returned weights stay unmasked). Only ``edge_index`` has the edges such a
+    mask lists: in explain mode a table or a grid raises a ``ValueError``.
+    :class:`~graphattn.LGA2d` builds its grid inside and is hidden from
+    explainers (its layers' ``explain`` is :obj:`False`).
+
     Args:
         in_channels (int or tuple): Size of each input sample, or :obj:`-1` to
             derive it from the first input (only with ``groups=1``). A tuple
@@ -358,6 +367,8 @@ class LGAConv(MessagePassing):
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         graph = edge_index if isinstance(edge_index, LGAGraph) else self.prepare(
             x, edge_index, edge_attr, size, pos=pos, neighbors=neighbors, grid=grid, path=path)
+        if self.explain and graph.form != 'edges':
+            raise ValueError(self._explain_needs_edges(graph.form))
         squeeze = x_src.dim() == 2
         fused_relu = graph.compiled and self._relu_fusable()
         if graph.form == 'grid':
@@ -393,6 +404,16 @@ class LGAConv(MessagePassing):
     def _phi(self, edge_attr: Tensor) -> Tensor:
         r""":math:`\phi(\mathbf{e})`, shape ``(..., att_channels)``."""
         return edge_attr if self.edge_encoder is None else self.edge_encoder(edge_attr)
+
+    @staticmethod
+    def _explain_needs_edges(form: str) -> str:
+        """Why a layer in PyG's explain mode refuses a neighbour table or a grid."""
+        given = "a neighbour table ('neighbors')" if form == 'table' else "a grid ('grid')"
+        return (f"this LGAConv is in explain mode (a PyG explainer set an edge mask over the "
+                f"edges of 'edge_index'), but it was called on {given}, which has no edge "
+                f"list for that mask to scale, so the explanation would silently leave it "
+                f"out: pass the graph as 'edge_index' while explaining, or hide this layer "
+                f"from explainers with conv.explain = False")
 
     def _relu_fusable(self) -> bool:
         """Whether the activation is a ReLU applied straight to the sum, so

@@ -16,9 +16,12 @@ def _lin(lin, x: Tensor) -> Tensor:
 
 
 def brute_force(conv, x_src: Tensor, x_dst: Optional[Tensor], edge_index: Tensor,
-                edge_attr: Tensor, num_dst: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+                edge_attr: Tensor, num_dst: Optional[int] = None,
+                edge_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """``(out, alpha)`` of one layer on ``(N, C)`` features: ``out`` ``(N_dst, ...)``
-    after the activation, ``alpha`` ``(E, heads)`` in the order of ``edge_index``."""
+    after the activation, ``alpha`` ``(E, heads)`` in the order of ``edge_index``.
+    ``edge_mask`` ``(E,)``, if given, scales each edge's message after the normalisation
+    (what a PyG explainer's edge mask does); ``alpha`` is returned unscaled."""
     heads, a, d = conv.heads, conv.att_channels, conv.out_channels
     num_dst = x_dst.size(0) if x_dst is not None else num_dst
     v = conv.lin_value(x_src).view(-1, heads, d)
@@ -48,7 +51,8 @@ def brute_force(conv, x_src: Tensor, x_dst: Optional[Tensor], edge_index: Tensor
             w = torch.softmax(scores, 0) if conv.normalize == 'softmax' else scores.sigmoid()
             for weight, e in zip(w, edges):
                 alpha[e, h] = weight
-                out[i, h] = out[i, h] + weight * v[int(edge_index[0, e]), h]
+                scale = 1 if edge_mask is None else edge_mask[e]
+                out[i, h] = out[i, h] + scale * weight * v[int(edge_index[0, e]), h]
     out = out.flatten(1) if conv.concat else out.mean(1)
     return (out if conv.act is None else conv.act(out)), alpha
 
