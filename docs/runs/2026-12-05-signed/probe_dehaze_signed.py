@@ -6,8 +6,8 @@ asks the same of the second task where LGA's depth pays and the depthwise stack 
 (docs/runs/2026-12-05-dehaze-dwconv/): the dehazing base with an LGA2d of 4 or 8 layers whose
 per-edge normaliser is tanh (out-of-map neighbours weigh zero), at ablate_lga.py part d's budget,
 3 seeds, the block drawn last (paired with the base and with part d's LGA rows). No library
-option does this: the probe swaps the normaliser that LGA2d's grid kernel imports, in this
-process only, and asks for normalize='sigmoid'.
+option does this: tanh_weights.py swaps the normaliser in this process only, and the probe asks
+for normalize='sigmoid'.
 Usage: probe_dehaze_signed.py ROW... with ROW tanh4, tanh8 or part d's own 'none'."""
 import sys
 
@@ -15,30 +15,15 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, '/work/main/examples')
+sys.path.insert(0, '/work/main/docs/runs/2026-12-05-signed')
 from ablate_lga import DEHAZE_BATCH, DehazeDepthTask  # noqa: E402
 from experiment import Budget, run, table  # noqa: E402
 import dehaze  # noqa: E402
 
-import graphattn.grid_attention as grid_attention  # noqa: E402
-import graphattn.lga_conv as lga_conv  # noqa: E402
 from graphattn import LGA2d  # noqa: E402
+from tanh_weights import use_tanh_weights  # noqa: E402
 
-_softmax_or_sigmoid = grid_attention.normalize_dense
-
-
-def signed(scores, valid, normalize):
-    if normalize == 'softmax':
-        return _softmax_or_sigmoid(scores, valid, normalize)
-    return torch.where(valid, torch.tanh(scores), scores.new_zeros(()))
-
-
-grid_attention.normalize_dense = lga_conv.normalize_dense = signed
-
-# The swap is live: some weights of a fresh layer are negative.
-_, att = LGA2d(8, num_layers=1, normalize='sigmoid')(torch.randn(1, 8, 5, 5),
-                                                      return_attention_weights=True)
-values = att[0][1] if isinstance(att[0], tuple) else att[0]
-assert bool((values < 0).any()), 'the tanh swap did not take'
+use_tanh_weights()
 
 
 class Probe(DehazeDepthTask):
