@@ -6,7 +6,7 @@ heads (8 heads of 4 channels: one weight per edge for every 4 channels; the `hea
 ablated only on the collages, which need no context) close the gap, alone ('lga8-h8') and with
 signed weights, tanh(score) per edge ('lga8-h8-tanh': the normaliser swap of tanh_weights.py, in
 this process only). Same budget and pairing as ../2026-12-05-glass-long/ (the block is drawn
-after the base's weights). Usage: probe_glass_heads.py lga8-h8 | lga8-h8-tanh"""
+after the base's weights). Usage: probe_glass_heads.py lga<d>-h8 | lga<d>-h8-tanh (d = 4, 8)"""
 import sys
 
 import torch
@@ -21,6 +21,7 @@ from graphattn import LGA2d  # noqa: E402
 from tanh_weights import use_tanh_weights  # noqa: E402
 
 row = sys.argv[1]
+depth = int(row[len('lga'):].split('-')[0])
 signed = row.endswith('-tanh')
 if signed:
     use_tanh_weights()
@@ -28,13 +29,13 @@ if signed:
 
 class Probe(sg.GlassTask):
     rows = {**sg.GlassTask.rows,
-            row: 'probe: LGA, depth 8, 8 heads' + (', weights tanh(score)' if signed else '')}
+            row: f'probe: LGA, depth {depth}, 8 heads' + (', weights tanh(score)' if signed else '')}
 
     def build(self, r):
         if r != row:
             return super().build(r)
         model = sg.GlassNet('base')
-        model.context = LGA2d(32, num_layers=8, fuse=True, heads=8,
+        model.context = LGA2d(32, num_layers=depth, fuse=True, heads=8,
                               normalize='sigmoid' if signed else 'softmax')
         return model
 

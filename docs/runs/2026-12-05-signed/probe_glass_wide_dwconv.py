@@ -6,8 +6,9 @@ LGA2d(32, num_layers=8, heads=8) has 31,104 parameters, the depthwise stack of t
 a two-layer MLP through 48 channels (C -> 48 -> C, a ReLU between: an inverted bottleneck, as in
 MobileNetV2 or ConvNeXt), which brings the block to 31,424 parameters (+1.0%); the depthwise
 filters, the norms, the residual updates and the [I | 0] fusion are the stack's. Same budget and
-pairing as ../2026-12-05-glass-long/ (the block drawn after the base's weights).
-Usage: probe_glass_wide_dwconv.py"""
+pairing as ../2026-12-05-glass-long/ (the block drawn after the base's weights). At depth 4 the
+same MLP gives 17,280 parameters against 8-head LGA-4's 17,120 (+0.9%).
+Usage: probe_glass_wide_dwconv.py [depth, default 8]"""
 import sys
 
 import torch
@@ -18,7 +19,9 @@ sys.path.insert(0, '/work/main/examples')
 from experiment import Budget, run, table  # noqa: E402
 import segment_glass as sg  # noqa: E402
 
-ROW, HIDDEN = 'dwconv8-wide', 48
+DEPTH = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+ROW, HIDDEN = f'dwconv{DEPTH}-wide', 48
+PARAMS = {4: 17_280, 8: 31_424}
 
 
 class WideDepthwiseStack(sg.DepthwiseStack):
@@ -32,19 +35,19 @@ class WideDepthwiseStack(sg.DepthwiseStack):
 
 class Probe(sg.GlassTask):
     rows = {**sg.GlassTask.rows,
-            ROW: f'probe: the depthwise stack, depth 8, pointwise MLP through {HIDDEN} '
-                 f'channels (LGA-8-with-8-heads\' size)'}
+            ROW: f'probe: the depthwise stack, depth {DEPTH}, pointwise MLP through {HIDDEN} '
+                 f'channels (LGA-{DEPTH}-with-8-heads\' size)'}
 
     def build(self, r):
         if r != ROW:
             return super().build(r)
         model = sg.GlassNet('base')
-        model.context = WideDepthwiseStack(32, 8, HIDDEN)
+        model.context = WideDepthwiseStack(32, DEPTH, HIDDEN)
         return model
 
 
-block = WideDepthwiseStack(32, 8, HIDDEN)
-assert sum(p.numel() for p in block.parameters()) == 31_424
+block = WideDepthwiseStack(32, DEPTH, HIDDEN)
+assert sum(p.numel() for p in block.parameters()) == PARAMS[DEPTH]
 x = torch.randn(2, 32, 6, 6)
 assert torch.equal(block(x), x) or torch.allclose(block(x), x, atol=1e-6)   # identity start
 
