@@ -49,7 +49,7 @@ class Probe(sg.GlassTask):
 block = WideDepthwiseStack(32, DEPTH, HIDDEN)
 assert sum(p.numel() for p in block.parameters()) == PARAMS[DEPTH]
 x = torch.randn(2, 32, 6, 6)
-assert torch.equal(block(x), x) or torch.allclose(block(x), x, atol=1e-6)   # identity start
+assert torch.allclose(block(x), x, atol=1e-6)   # identity start
 
 task = Probe(2000, 300, f'probe-glass-{ROW}', background=False)
 results, _, _ = run(task, [ROW], Budget(1500, 32, (0, 1, 2)),
